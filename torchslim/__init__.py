@@ -1,0 +1,2 @@
+"""torchslim: compress PyTorch models, measured honestly."""
+__version__ = "0.1.0"
