@@ -1,0 +1,219 @@
+"""The artifact: one safetensors file holding the weights and, in its header,
+JSON metadata saying how to rebuild the model (zoo name or import path of the
+class, constructor arguments, the structure of every changed layer), the
+format version and a SHA-256 checksum of everything else. No pickle.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import safe_open
+from safetensors.torch import save as st_save
+
+from ..core.errors import ArtifactError, ModelError
+from . import specs, tensors
+
+FORMAT = "torchslim"
+FORMAT_VERSION = 1
+_LOADERS: dict[bytes, Any] = {}  # magic prefix -> loader(path), for other containers (codec)
+
+
+def register_container(magic: bytes, loader) -> None:
+    """Let another container format (e.g. the entropy-coded codec) be read by
+    ``torchslim.load``; it is recognised by its leading magic bytes."""
+    _LOADERS[magic] = loader
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def arch_of(model: nn.Module, arch: dict | None = None) -> dict:
+    if arch is not None:
+        return arch
+    found = getattr(model, "torchslim_arch", None)
+    if found is not None:
+        return found
+    cls = type(model)
+    if cls.__module__ == "__main__":
+        raise ModelError(
+            f"{cls.__qualname__} is defined in __main__, so a loader cannot import it; move the class into a "
+            "module, or pass arch={'class': 'pkg.module:Class', 'kwargs': {...}} to torchslim.save"
+        )
+    kwargs = getattr(model, "torchslim_kwargs", {})
+    return {"class": f"{cls.__module__}:{cls.__qualname__}", "kwargs": kwargs}
+
+
+def build_arch(arch: dict, where: str = "artifact") -> nn.Module:
+    kwargs = dict(arch.get("kwargs") or {})
+    if "zoo" in arch:
+        from ..zoo.models import build_model
+
+        if "pretrained" in kwargs:
+            kwargs["pretrained"] = False  # the weights come from the artifact
+        return build_model(arch["zoo"], **kwargs)
+    if "class" in arch:
+        mod_name, _, qual = arch["class"].partition(":")
+        try:
+            obj: Any = importlib.import_module(mod_name)
+            for part in qual.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as e:
+            raise ArtifactError(f"{where}: cannot import model class {arch['class']!r} ({e}); install the package that defines it") from None
+        try:
+            model = obj(**kwargs)
+        except TypeError as e:
+            raise ArtifactError(
+                f"{where}: cannot construct {arch['class']} with {kwargs} ({e}); save with "
+                "arch={'class': ..., 'kwargs': {...}} or set model.torchslim_kwargs"
+            ) from None
+        model.torchslim_arch = arch
+        return model
+    raise ArtifactError(f"{where}: metadata names no architecture ('zoo' or 'class')")
+
+
+def _permanent_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with reversible masks made permanent (``weight_orig`` *
+    ``weight_mask`` from torch.nn.utils.prune, or a parametrization's value),
+    without touching the caller's model."""
+    from torch.nn.utils import parametrize
+
+    state: dict[str, torch.Tensor] = {}
+    for mname, m in model.named_modules():
+        if "parametrizations" in mname.split("."):
+            continue  # the originals and the parametrization modules themselves
+        prefix = f"{mname}." if mname else ""
+        own = m._parameters.items() if not parametrize.is_parametrized(m) else []
+        if parametrize.is_parametrized(m):
+            for pname in m.parametrizations.keys():
+                state[prefix + pname] = getattr(m, pname).detach()
+            own = [(k, v) for k, v in m._parameters.items() if k not in m.parametrizations]
+        for pname, p in own:
+            if p is None:
+                continue
+            if pname.endswith("_orig") and hasattr(m, pname[:-5] + "_mask"):
+                state[prefix + pname[:-5]] = getattr(m, pname[:-5]).detach()
+            else:
+                state[prefix + pname] = p.detach()
+        for bname, b in m._buffers.items():
+            if b is None or bname in m._non_persistent_buffers_set:
+                continue
+            if bname.endswith("_mask") and hasattr(m, bname[:-5] + "_orig"):
+                continue
+            state[prefix + bname] = b.detach()
+    return state
+
+
+def _checksum(stored: dict[str, torch.Tensor], meta_json: str) -> str:
+    h = hashlib.sha256()
+    h.update(meta_json.encode())
+    for name in sorted(stored):
+        t = stored[name].contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(repr(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save(model: nn.Module, path: str | os.PathLike, *, arch: dict | None = None, sparse: bool = True,
+         fp16: bool = False, metadata: dict | None = None) -> Path:
+    """Save ``model`` as one artifact file (atomic write). ``sparse`` stores
+    mostly-zero tensors as bitmap + values; ``fp16`` halves float tensors.
+    ``metadata`` is any JSON-serialisable dict kept in the header."""
+    path = Path(path)
+    arch_d = arch_of(model, arch)
+    state = _permanent_state(model)
+    records, stored = {}, {}
+    for name, t in state.items():
+        rec, parts = tensors.encode(name, t, sparse=sparse, fp16=fp16)
+        records[name] = rec
+        stored.update(parts)
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "torch": torch.__version__,
+        "arch": arch_d, "structure": specs.record_structure(model), "tensors": records,
+        "user": metadata or {},
+    }
+    meta_json = json.dumps(meta, sort_keys=True)
+    header = {"torchslim": meta_json, "checksum": _checksum(stored, meta_json)}
+    atomic_write_bytes(path, st_save(stored, metadata=header))
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    _check_exists(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except Exception as e:
+        raise ArtifactError(f"{path}: not a readable torchslim artifact ({e}); the file is corrupted or truncated, re-create it") from None
+    if "torchslim" not in header:
+        raise ArtifactError(f"{path}: a safetensors file without torchslim metadata; save models with torchslim.save")
+    meta = json.loads(header["torchslim"])
+    meta["_checksum"] = header.get("checksum")
+    meta["_raw"] = header["torchslim"]
+    return meta
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise ArtifactError(f"{path}: no such artifact file; check the path (train one with `torchslim train`)")
+    if path.is_dir():
+        raise ArtifactError(f"{path}: is a folder; pass the artifact file inside it (e.g. {path}/model.safetensors)")
+
+
+def load(path: str | os.PathLike, *, strict: bool = True) -> nn.Module:
+    """Rebuild the model saved at ``path`` (architecture, changed layer shapes,
+    weights) and return it in eval mode. Verifies version and checksum."""
+    path = Path(path)
+    _check_exists(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+    for magic, loader in _LOADERS.items():
+        if head.startswith(magic):
+            return loader(path)
+    meta = read_metadata(path)
+    version = meta.get("format_version")
+    if meta.get("format") != FORMAT or not isinstance(version, int):
+        raise ArtifactError(f"{path}: unknown artifact format {meta.get('format')!r}")
+    if version > FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: artifact format version {version} is newer than this torchslim reads ({FORMAT_VERSION}); upgrade torchslim"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise ArtifactError(f"{path}: cannot read tensors ({e}); the file is corrupted or truncated") from None
+    if _checksum(stored, meta["_raw"]) != meta["_checksum"]:
+        raise ArtifactError(f"{path}: checksum mismatch, the file is corrupted; re-create or re-download it")
+    model = build_arch(meta["arch"], str(path))
+    specs.apply_structure(model, meta.get("structure", {}), str(path))
+    state = {name: tensors.decode(name, rec, stored, str(path)) for name, rec in meta["tensors"].items()}
+    own = model.state_dict()
+    for name, t in state.items():
+        if name in own and own[name].is_floating_point() and t.dtype != own[name].dtype:
+            state[name] = t.to(own[name].dtype)
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as e:
+        raise ArtifactError(f"{path}: weights do not fit the rebuilt model: {e}") from None
+    model.torchslim_arch = meta["arch"]
+    model.torchslim_metadata = meta.get("user", {})
+    return model.eval()
