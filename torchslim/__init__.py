@@ -1,2 +1,42 @@
-"""torchslim: compress PyTorch models, measured honestly."""
+"""torchslim: compress PyTorch models (prune, quantize, distill, decompose,
+encode), measured honestly, exported to a runtime that delivers the gain.
+
+The public surface is small; everything heavy is imported lazily so that
+``import torchslim`` stays light.
+"""
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "save": ("torchslim.artifact", "save"),
+    "load": ("torchslim.artifact", "load"),
+    "evaluate": ("torchslim.analysis.evaluate", "evaluate"),
+    "profile": ("torchslim.analysis.profile", "profile"),
+    "latency": ("torchslim.analysis.latency", "latency"),
+    "fit": ("torchslim.train", "fit"),
+    "TrainConfig": ("torchslim.train", "TrainConfig"),
+    "Scope": ("torchslim.core.scope", "Scope"),
+    "build_model": ("torchslim.zoo.models", "build_model"),
+    "load_dataset": ("torchslim.zoo.data", "load_dataset"),
+    "run_recipe": ("torchslim.recipe", "run_recipe"),
+}
+_NAMESPACES = ("core", "analysis", "zoo", "train", "artifact", "prune", "quantize", "distill", "decompose",
+               "nas", "codec", "export", "recipe", "report", "graph")
+
+__all__ = sorted(list(_LAZY) + list(_NAMESPACES))
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        mod, attr = _LAZY[name]
+        value = getattr(importlib.import_module(mod), attr)
+        globals()[name] = value
+        return value
+    if name in _NAMESPACES:
+        value = importlib.import_module(f"torchslim.{name}")
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'torchslim' has no attribute {name!r}")

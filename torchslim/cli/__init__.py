@@ -1,0 +1,46 @@
+"""The ``torchslim`` command: a thin shell over the library. Each verb is a
+small module in this package with ``add_parser(subparsers)`` and
+``run(args) -> int``; add one by appending its module name to ``COMMANDS``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..core.errors import TorchslimError
+
+COMMANDS = [
+    "train",
+    "eval",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="torchslim", description="Compress PyTorch models, measured honestly.")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        mod = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
+        p = mod.add_parser(sub)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return int(args._run(args) or 0)
+    except TorchslimError as e:
+        print(f"torchslim {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"torchslim {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
