@@ -28,7 +28,7 @@ bench-setup: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps "torch-pruning==1.6.1"
 
 bench: bench-setup
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.run_all $(BENCH)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
