@@ -23,6 +23,11 @@ class Context:
     seed: int = 0
     progress: bool = True
     logger: logging.Logger = dataclasses.field(default_factory=lambda: logging.getLogger("torchslim"))
+    # Loss used by every fine-tuning inside a stage (``fn(net, x, y)``); None
+    # means cross-entropy. The recipe runner sets a distillation loss here.
+    loss_fn: Any = None
+    # Output folder of the stage being run (checkpoints for resumable fine-tuning).
+    stage_out: Path | None = None
     extras: dict = dataclasses.field(default_factory=dict)
 
     def stage_dir(self, name: str) -> Path | None:
