@@ -185,6 +185,8 @@ def load(path: str | os.PathLike, *, strict: bool = True) -> nn.Module:
     _check_exists(path)
     with open(path, "rb") as f:
         head = f.read(16)
+    if not any(head.startswith(m) for m in _LOADERS) and head[8:9] != b"{":
+        importlib.import_module("torchslim.codec")  # not safetensors: let the codec register its container
     for magic, loader in _LOADERS.items():
         if head.startswith(magic):
             return loader(path)
@@ -203,9 +205,16 @@ def load(path: str | os.PathLike, *, strict: bool = True) -> nn.Module:
         raise ArtifactError(f"{path}: cannot read tensors ({e}); the file is corrupted or truncated") from None
     if _checksum(stored, meta["_raw"]) != meta["_checksum"]:
         raise ArtifactError(f"{path}: checksum mismatch, the file is corrupted; re-create or re-download it")
-    model = build_arch(meta["arch"], str(path))
-    specs.apply_structure(model, meta.get("structure", {}), str(path))
     state = {name: tensors.decode(name, rec, stored, str(path)) for name, rec in meta["tensors"].items()}
+    return rebuild(meta["arch"], meta.get("structure", {}), state, str(path), strict=strict, user=meta.get("user", {}))
+
+
+def rebuild(arch: dict, structure: dict, state: dict[str, torch.Tensor], where: str, *, strict: bool = True,
+            user: dict | None = None) -> nn.Module:
+    """Build the architecture, apply the recorded structure, load the weights
+    (shared by every container format); returns the model in eval mode."""
+    model = build_arch(arch, where)
+    specs.apply_structure(model, structure, where)
     own = model.state_dict()
     for name, t in state.items():
         if name in own and own[name].is_floating_point() and t.dtype != own[name].dtype:
@@ -213,7 +222,10 @@ def load(path: str | os.PathLike, *, strict: bool = True) -> nn.Module:
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as e:
-        raise ArtifactError(f"{path}: weights do not fit the rebuilt model: {e}") from None
-    model.torchslim_arch = meta["arch"]
-    model.torchslim_metadata = meta.get("user", {})
+        raise ArtifactError(f"{where}: weights do not fit the rebuilt model: {e}") from None
+    model.torchslim_arch = arch
+    model.torchslim_metadata = user or {}
     return model.eval()
+
+
+permanent_state = _permanent_state  # public name for other containers (the codec)
