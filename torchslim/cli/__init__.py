@@ -12,6 +12,8 @@ from ..core.errors import TorchslimError
 COMMANDS = [
     "train",
     "eval",
+    "run",
+    "compare",
 ]
 
 

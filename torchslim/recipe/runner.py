@@ -1,0 +1,347 @@
+"""Run a recipe: build the model, data and context, run every stage through
+the config registry, measure the baseline and every stage with the same
+code as ``profile``, save an artifact and a stage report after each stage,
+and write report.json / report.html and the final artifact.
+
+Resuming: rerunning into the same folder skips every stage whose saved report
+matches the recipe so far (a fingerprint of the model, data, seed, teacher and
+all stages up to it) and continues from the last finished stage's artifact;
+a killed stage restarts from its last epoch through ``fit``'s checkpoints in
+the stage folder. Changing a later stage (an override) reruns only from there.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.config import apply
+from ..core.context import Context
+from ..core.errors import ConfigError
+from .schema import Recipe, load_recipe
+
+__all__ = ["run_recipe"]
+
+BASELINE_ARTIFACT = "baseline.safetensors"
+STAGE_ARTIFACT = "model.safetensors"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from ..artifact import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(obj, indent=2, default=str).encode())
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return None
+
+
+def _fingerprints(recipe: Recipe) -> tuple[str, list[str]]:
+    """(baseline fingerprint, per-stage fingerprints): each covers everything
+    that can change the model up to that point."""
+    d = recipe.to_dict()
+    head = {"model": d["model"], "data": d["data"], "seed": d["seed"]}
+    tail = {"teacher": d.get("teacher"), "distill": d.get("distill")}
+
+    def h(obj) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+    fps = []
+    for i in range(len(recipe.stages)):
+        obj = {**head, "stages": d["stages"][: i + 1]}
+        if i > recipe.baseline:
+            obj.update(tail)
+        fps.append(h(obj))
+    base = fps[recipe.baseline] if recipe.baseline >= 0 else h(head)
+    return base, fps
+
+
+def _build_model(spec, dataset: str) -> torch.nn.Module:
+    from ..artifact import load
+
+    if spec.zoo is not None:
+        from ..zoo.models import build_model
+
+        return build_model(spec.zoo, dataset=dataset, **spec.kwargs)
+    if spec.artifact is not None:
+        return load(spec.artifact)
+    from ..artifact import build_arch
+
+    return build_arch({"class": spec.import_path, "kwargs": dict(spec.kwargs)}, "recipe model")
+
+
+def _data(recipe: Recipe):
+    from ..zoo.data import load_dataset, split_train
+
+    ds = recipe.data
+    train = load_dataset(ds.dataset, "train")
+    test = load_dataset(ds.dataset, "test")
+    if ds.train_limit is not None:
+        train = train.take(ds.train_limit)
+    if ds.test_limit is not None:
+        test = test.take(ds.test_limit)
+    if ds.holdout >= len(train):
+        raise ConfigError(f"data.holdout ({ds.holdout}) must be smaller than the training split ({len(train)})")
+    calib = None
+    if ds.holdout > 0:
+        train, calib = split_train(train, ds.holdout, seed=ds.seed)
+    return train, test, calib
+
+
+def _clean_stale(stages_dir: Path, keep: set[str]) -> None:
+    if not stages_dir.is_dir():
+        return
+    for p in stages_dir.iterdir():
+        if p.is_dir() and p.name.split("-", 1)[0].isdigit() and p.name not in keep:
+            shutil.rmtree(p)
+
+
+def _say(msg: str, progress: bool) -> None:
+    if progress:
+        from tqdm.auto import tqdm
+
+        tqdm.write(msg)
+
+
+def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, progress: bool = True,
+               html: bool = True) -> dict:
+    """Run a recipe (a YAML path, a dict or a Recipe) into ``out_dir`` and
+    return the report (also written as ``out_dir/report.json``).
+
+    ``overrides``: dotted ``key=value`` strings (``["stages.1.sparsity=0.95"]``,
+    a stage may be named instead of indexed) or a dict of them.
+    ``resume=False`` starts over (the folder's previous stages are deleted).
+    """
+    from tqdm.auto import tqdm
+
+    from ..artifact import load, save
+    from ..artifact.format import atomic_write_bytes
+    from ..zoo import example_inputs
+    from . import train_stage  # noqa: F401  (registers the "train" handler)
+    from .measure import measure_model
+
+    recipe = load_recipe(recipe_or_path, overrides)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stages_dir = out / "stages"
+    if not resume:
+        _clean_stale(stages_dir, set())
+        for f in ("baseline.json", BASELINE_ARTIFACT):
+            (out / f).unlink(missing_ok=True)
+    import yaml
+
+    atomic_write_bytes(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False).encode())
+    base_fp, fps = _fingerprints(recipe)
+    ds_name = recipe.data.dataset
+
+    torch.manual_seed(recipe.seed)
+    train, test, calib = _data(recipe)
+    model = _build_model(recipe.model, ds_name)
+    inputs = example_inputs(model, ds_name, batch=recipe.measure.latency_batch)
+    ctx = Context(train_data=train, test_data=test, calib_data=calib, example_inputs=inputs, dataset=ds_name,
+                  out_dir=out, seed=recipe.seed, progress=progress)
+
+    # ---- what is already done --------------------------------------------
+    done = -1
+    records: list[dict] = []
+    for st in recipe.stages:
+        rec = _read_json(stages_dir / st.folder / "stage.json")
+        if rec is None or rec.get("fingerprint") != fps[st.index] or rec.get("status") != "done" \
+                or not (stages_dir / st.folder / STAGE_ARTIFACT).is_file():
+            break
+        done = st.index
+        records.append(rec)
+    nxt = done + 1
+    keep = {s.folder for s in recipe.stages[: nxt]}
+    if nxt < len(recipe.stages):
+        st = recipe.stages[nxt]
+        fp_file = stages_dir / st.folder / "fingerprint.txt"
+        if fp_file.is_file() and fp_file.read_text().strip() == fps[nxt]:
+            keep.add(st.folder)  # a killed stage: keep its checkpoints
+    _clean_stale(stages_dir, keep)
+    baseline_rec = _read_json(out / "baseline.json")
+    if baseline_rec is not None and (baseline_rec.get("fingerprint") != base_fp or recipe.baseline > done
+                                     or not (out / BASELINE_ARTIFACT).is_file()):
+        baseline_rec = None
+    if done >= 0:
+        model = load(stages_dir / recipe.stages[done].folder / STAGE_ARTIFACT)
+        ctx.extras.update(records[-1].get("extras_state") or {})
+        _say(f"resuming {recipe.name} after stage {done} ({recipe.stages[done].name}) in {out}", progress)
+
+    def measure_baseline(m: torch.nn.Module) -> dict:
+        path = save(m, out / BASELINE_ARTIFACT, sparse=False, metadata={"dataset": ds_name, "role": "baseline"})
+        dense = load(path)
+        rec = {"fingerprint": base_fp, "artifact": BASELINE_ARTIFACT,
+               "metrics": measure_model(dense, test_data=test, example_inputs=inputs, artifact=path,
+                                        settings=recipe.measure)}
+        rec["layers"] = _layers(dense)
+        _write_json(out / "baseline.json", rec)
+        return rec
+
+    if recipe.baseline < 0 and baseline_rec is None:
+        _say("measuring the baseline", progress)
+        baseline_rec = measure_baseline(model)
+
+    # ---- the stages ------------------------------------------------------
+    bar = tqdm(total=len(recipe.stages), initial=nxt, desc=f"{recipe.name}", unit="stage", disable=not progress,
+               dynamic_ncols=True)
+    for st in recipe.stages[nxt:]:
+        sdir = stages_dir / st.folder
+        sdir.mkdir(parents=True, exist_ok=True)
+        (sdir / "fingerprint.txt").write_text(fps[st.index])
+        bar.set_postfix_str(f"{st.name} ({st.kind})")
+        _say(f"stage {st.index + 1}/{len(recipe.stages)}: {st.name} ({st.kind})", progress)
+        ctx.stage_out = sdir
+        ctx.loss_fn, ctx.teacher = None, None
+        if st.index > recipe.baseline:
+            ctx.teacher = _teacher(recipe, out)
+            if recipe.distill is not None:
+                from ..distill import make_loss
+
+                ctx.loss_fn = make_loss(recipe.distill, ctx.teacher, model)
+        before = {k: json.dumps(_jsonable(v), sort_keys=True, default=str) for k, v in ctx.extras.items()}
+        t0 = time.perf_counter()
+        torch.manual_seed(recipe.seed + st.index)
+        result = apply(model, st.config, ctx)
+        if result is not None:
+            model = result
+        seconds = time.perf_counter() - t0
+        changed = {k: _jsonable(v) for k, v in ctx.extras.items()
+                   if before.get(k) != json.dumps(_jsonable(v), sort_keys=True, default=str)}
+        path = save(model, sdir / STAGE_ARTIFACT, metadata={"dataset": ds_name, "stage": st.name})
+        own = changed.get("artifact")
+        artifact = Path(own) if own else path
+        rec = {"index": st.index, "name": st.name, "kind": st.kind, "config": st.config.to_dict(),
+               "fingerprint": fps[st.index], "seconds": seconds,
+               "artifact": _rel(artifact, out), "stage_artifact": _rel(path, out),
+               "extras": {k: v for k, v in changed.items() if v is not None},
+               "extras_state": {k: _jsonable(v) for k, v in ctx.extras.items() if _jsonable(v) is not None
+                                and k not in ("fit_history", "fit_resumed_from")}}
+        rec.update(_measure_stage(model, artifact, test, inputs, recipe, progress))
+        rec["status"] = "done"
+        _write_json(sdir / "stage.json", rec)
+        records.append(rec)
+        m = rec["metrics"]
+        _say(f"  {st.name}: accuracy {m['accuracy']:.4f}, nonzero {m['nonzero_params']:,}/{m['params']:,}, "
+             f"{m['size_bytes']:,} bytes, {seconds:.1f} s", progress)
+        if st.index == recipe.baseline:
+            baseline_rec = measure_baseline(model)
+        bar.update(1)
+    bar.close()
+    if baseline_rec is None:  # baseline stage finished in an earlier run but its measurement was lost
+        baseline_rec = measure_baseline(load(stages_dir / recipe.stages[recipe.baseline].folder / STAGE_ARTIFACT))
+
+    report = _finish(recipe, out, model, ctx, baseline_rec, records, inputs, test, progress)
+    if html:
+        from ..report.html import write_html
+
+        write_html(report, out / "report.html")
+    return report
+
+
+def _rel(path: Path, out: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(out.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _teacher(recipe: Recipe, out: Path):
+    if recipe.teacher is None:
+        return None
+    from ..artifact import load
+
+    if recipe.teacher == "baseline":
+        path = out / BASELINE_ARTIFACT if recipe.baseline >= 0 or recipe.model.artifact is None \
+            else Path(recipe.model.artifact)
+        t = load(path)
+    else:
+        t = _build_model(recipe.teacher, recipe.data.dataset)
+    for p in t.parameters():
+        p.requires_grad_(False)
+    return t.eval()
+
+
+def _layers(model) -> dict:
+    from ..report.layers import layer_stats, weight_histogram
+
+    return {"layers": layer_stats(model), "histogram": weight_histogram(model)}
+
+
+def _measure_stage(model, artifact: Path, test, inputs, recipe: Recipe, progress: bool) -> dict:
+    """Measure what is on disk: the model rebuilt from the stage's artifact. If
+    that cannot be rebuilt, measure the in-memory model and say so."""
+    from ..analysis.evaluate import evaluate
+    from ..artifact import load
+    from .measure import measure_model
+
+    note = None
+    try:
+        shipped = load(artifact)
+    except Exception as e:  # an artifact this build cannot rebuild: measure the model itself
+        shipped, note = model, f"measured in memory; {artifact} could not be loaded: {e}"
+    metrics = measure_model(shipped, test_data=test, example_inputs=inputs, artifact=artifact,
+                            settings=recipe.measure)
+    out = {"metrics": metrics, **_layers(shipped)}
+    if shipped is not model:
+        mem = evaluate(model, test, batch_size=recipe.measure.eval_batch_size)["accuracy"]
+        if abs(mem - metrics["accuracy"]) > 1e-9:
+            out["in_memory_accuracy"] = mem
+            _say(f"  note: the in-memory model scores {mem:.4f}, its artifact {metrics['accuracy']:.4f}", progress)
+    if note:
+        out["note"] = note
+    return out
+
+
+def _finish(recipe: Recipe, out: Path, model, ctx, baseline_rec: dict, records: list[dict], inputs, test,
+            progress: bool) -> dict:
+    from ..artifact import load, save
+    from ..artifact.format import atomic_write_bytes
+    from ..report.json_report import build_report, write_report
+    from .measure import compare_models_latency, measure_model
+
+    produced = ctx.extras.get("artifact")
+    if produced and Path(produced).is_file():
+        src = Path(produced)
+        final_path = out / f"model{''.join(src.suffixes) or '.bin'}"
+        if src.resolve() != final_path.resolve():
+            atomic_write_bytes(final_path, src.read_bytes())
+    else:
+        final_path = save(model, out / "model.safetensors",
+                          metadata={"dataset": recipe.data.dataset, "recipe": recipe.name})
+    final_model = load(final_path)
+    final = measure_model(final_model, test_data=test, example_inputs=inputs, artifact=final_path,
+                          settings=recipe.measure, latency=False)
+    final_layers = _layers(final_model)
+    baseline = dict(baseline_rec["metrics"])
+    paired = None
+    if recipe.measure.latency:
+        _say("timing baseline and final alternately", progress)
+        base_model = load(out / BASELINE_ARTIFACT)
+        paired = compare_models_latency(base_model, final_model, inputs, recipe.measure)
+        baseline["latency_ms"] = float(paired["a_median_ms"])
+        final["latency_ms"] = float(paired["b_median_ms"])
+        final["latency_threads"] = baseline["latency_threads"] = recipe.measure.threads
+    report = build_report(recipe=recipe, baseline=baseline, baseline_layers=baseline_rec.get("layers"),
+                          final=final, final_layers=final_layers, artifact=_rel(final_path, out),
+                          stages=records, paired_latency=paired)
+    write_report(report, out / "report.json")
+    return report

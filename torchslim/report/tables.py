@@ -1,0 +1,93 @@
+"""The report's tables as plain rows, shared by the terminal (rich) and the
+HTML renderer, so both show the same numbers."""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["summary_table", "stages_table", "layers_table", "compare_table", "extra_tables"]
+
+Table = tuple[str, list[str], list[list[Any]]]
+
+
+def _err(m: dict) -> float | None:
+    return None if m.get("accuracy") is None else 100 * (1 - m["accuracy"])
+
+
+def summary_table(report: dict) -> Table:
+    b, f = report["baseline"], report["final"]
+    rows = [
+        ["test accuracy", b.get("accuracy"), f.get("accuracy")],
+        ["test error %", _err(b), _err(f)],
+        ["params", b.get("params"), f.get("params")],
+        ["non-zero params", b.get("nonzero_params"), f.get("nonzero_params")],
+        ["MACs", b.get("macs"), f.get("macs")],
+        ["artifact bytes", b.get("size_bytes"), f.get("size_bytes")],
+        [f"latency ms (median, {report.get('measure', {}).get('threads', '?')} thr)", b.get("latency_ms"),
+         f.get("latency_ms")],
+    ]
+    rows.append(["compression ratio (fp32 params / artifact)", 1.0, report.get("compression_ratio")])
+    rows.append(["speedup (baseline / final latency)", 1.0, report.get("speedup")])
+    return (f"{report.get('recipe', 'run')}: baseline vs final ({report.get('artifact')})",
+            ["", "baseline", "final"], rows)
+
+
+def stages_table(report: dict) -> Table:
+    fp32 = report.get("baseline_fp32_bytes")
+    rows = [["-", "baseline", "", report["baseline"].get("accuracy"), _err(report["baseline"]),
+             report["baseline"].get("nonzero_params"), report["baseline"].get("size_bytes"),
+             fp32 / report["baseline"]["size_bytes"] if fp32 and report["baseline"].get("size_bytes") else None,
+             report["baseline"].get("latency_ms"), None]]
+    for s in report.get("stages", []):
+        m = s.get("metrics") or {}
+        rows.append([s["index"], s["name"], s["kind"], m.get("accuracy"), _err(m), m.get("nonzero_params"),
+                     m.get("size_bytes"), fp32 / m["size_bytes"] if fp32 and m.get("size_bytes") else None,
+                     m.get("latency_ms"), s.get("seconds")])
+    return ("stages (each measured from its artifact on disk)",
+            ["#", "stage", "kind", "accuracy", "error %", "non-zero", "bytes", "ratio", "latency ms", "seconds"], rows)
+
+
+def layers_table(report: dict) -> Table:
+    base = {l["name"]: l for l in report["baseline"].get("layers") or []}
+    rows = []
+    for l in report["final"].get("layers") or []:
+        b = base.get(l["name"], {})
+        rows.append([l["name"], l["type"], "x".join(map(str, l["shape"])), l["params"], l["nonzero"],
+                     100 * l["sparsity"], l["distinct"], b.get("bits"), l["bits"]])
+    return ("per-layer (final artifact)",
+            ["layer", "type", "shape", "params", "non-zero", "sparsity %", "distinct values", "bits before",
+             "bits after"], rows)
+
+
+def extra_tables(report: dict) -> list[Table]:
+    """Tables a stage recorded in its extras (e.g. the codec's per-layer bits
+    before and after Huffman coding): any list of flat mappings."""
+    out = []
+    for s in report.get("stages", []):
+        for key, v in (s.get("extras") or {}).items():
+            if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
+                v = [{"name": k, **x} for k, x in v.items()]
+            if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+                cols: list[str] = []
+                for x in v:
+                    cols += [k for k, val in x.items() if k not in cols and not isinstance(val, (dict, list))]
+                if cols:
+                    out.append((f"stage {s['index']} ({s['name']}): {key}", cols, [[x.get(c) for c in cols] for x in v]))
+    return out
+
+
+def compare_table(reports: dict[str, dict]) -> Table:
+    names = list(reports)
+    keys = [("recipe", lambda r: r.get("recipe")),
+            ("baseline accuracy", lambda r: r["baseline"].get("accuracy")),
+            ("final accuracy", lambda r: r["final"].get("accuracy")),
+            ("final error %", lambda r: _err(r["final"])),
+            ("params", lambda r: r["final"].get("params")),
+            ("non-zero params", lambda r: r["final"].get("nonzero_params")),
+            ("MACs", lambda r: r["final"].get("macs")),
+            ("artifact bytes", lambda r: r["final"].get("size_bytes")),
+            ("compression ratio", lambda r: r.get("compression_ratio")),
+            ("final latency ms", lambda r: r["final"].get("latency_ms")),
+            ("speedup", lambda r: r.get("speedup")),
+            ("stages", lambda r: " > ".join(s["name"] for s in r.get("stages", [])))]
+    rows = [[k] + [f(reports[n]) for n in names] for k, f in keys]
+    return ("runs side by side", [""] + names, rows)
