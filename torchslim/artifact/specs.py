@@ -27,6 +27,19 @@ class ModuleSpec:
 
 
 _SPECS: dict[str, ModuleSpec] = {}
+# Type-key prefixes whose specs are registered by a module imported on first
+# need (keeps heavy packages such as transformers out of `import torchslim`).
+_PROVIDERS: dict[str, str] = {"transformers.": "torchslim.graph.hf"}
+
+
+def _entry(key: str) -> ModuleSpec | None:
+    if key not in _SPECS:
+        for prefix, mod in _PROVIDERS.items():
+            if key.startswith(prefix):
+                import importlib
+
+                importlib.import_module(mod).register_specs()
+    return _SPECS.get(key)
 
 
 def type_key(cls: type) -> str:
@@ -58,7 +71,7 @@ def spec_of(module: nn.Module) -> dict | None:
 
 
 def build_from_spec(spec: dict, where: str) -> nn.Module:
-    entry = _SPECS.get(spec.get("type", ""))
+    entry = _entry(spec.get("type", ""))
     if entry is None or entry.build is None:
         raise ArtifactError(
             f"layer {where!r}: cannot rebuild a module of type {spec.get('type')!r}; "
@@ -69,7 +82,7 @@ def build_from_spec(spec: dict, where: str) -> nn.Module:
 
 
 def patch_from_spec(module: nn.Module, spec: dict) -> bool:
-    entry = _SPECS.get(spec.get("type", ""))
+    entry = _entry(spec.get("type", ""))
     if entry is None or entry.patch is None:
         return False
     entry.patch(module, {k: v for k, v in spec.items() if k != "type"})

@@ -1,0 +1,43 @@
+"""Hugging Face attention layers after head pruning: the surgery that updates
+their head-count attributes and the artifact spec that records them, so
+``torchslim.load`` rebuilds a pruned MiniLM/BERT. transformers is imported only
+when such a model is met (``register_specs``), or when an artifact names one."""
+from __future__ import annotations
+
+import torch.nn as nn
+
+__all__: list[str] = []
+
+_ATTRS = ("num_attention_heads", "attention_head_size", "all_head_size")
+
+
+def _to_spec(m: nn.Module) -> dict:
+    return {a: int(getattr(m, a)) for a in _ATTRS}
+
+
+def _patch(m: nn.Module, spec: dict) -> None:
+    for a in _ATTRS:
+        setattr(m, a, int(spec[a]))
+
+
+def _fix_after(m: nn.Module) -> None:
+    m.all_head_size = m.query.out_features
+    m.num_attention_heads = m.all_head_size // m.attention_head_size
+
+
+def register_specs(cls: type | None = None) -> None:
+    """Register the artifact spec (with a ``patch``) for HF self-attention classes."""
+    from ..artifact.specs import register_module_spec
+    from .surgery import register_fixup
+
+    classes = [cls] if cls is not None else []
+    if cls is None:
+        try:
+            from transformers.models.bert.modeling_bert import BertSelfAttention
+
+            classes.append(BertSelfAttention)
+        except ImportError:  # pragma: no cover - transformers is installed with torchslim[minilm]
+            return
+    for c in classes:
+        register_module_spec(c, _to_spec, None, _patch)
+        register_fixup(c, _fix_after)

@@ -1,0 +1,188 @@
+"""Structured pruning with physical removal: ``torchslim.prune.structured``.
+
+Three separate pieces: the dependency graph (``torchslim.graph``: which
+tensors are coupled), the importance of each channel
+(``structured_importance``), and here the pruner: how many channels each
+group keeps. The pruner removes the same fraction of channels from every
+prunable group in scope (rounded to a multiple of ``round_to`` if asked);
+with ``target="params"`` or ``"macs"`` it searches that fraction (bisection,
+each candidate counted on a real pruned copy) until the model's params or MACs
+meet the requested reduction.
+
+The result is an ordinary, smaller ``nn.Module`` with the same output shape;
+``torchslim.save`` records the new layer shapes, ``torchslim.load`` rebuilds it.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+import torch.nn as nn
+
+from ..core.errors import ConfigError, ModelError
+from ..core.scope import Scope
+from ..graph.deps import DependencyGraph, Group, build_dependency_graph
+from ..graph.surgery import prune_groups
+from .structured_importance import group_importance
+
+__all__ = ["structured", "structured_plan", "StructuredPlan", "count_cost"]
+
+TARGETS = ("channels", "params", "macs")
+
+
+def count_cost(model: nn.Module, example_inputs: tuple, target: str) -> int:
+    """Parameters, or multiply-accumulates of one forward on ``example_inputs``
+    (torchslim.analysis.profile; FlopCounterMode if it is unavailable)."""
+    if target == "params":
+        return sum(p.numel() for p in model.parameters())
+    try:
+        from ..analysis.profile import profile
+    except ImportError:  # pragma: no cover - profile is part of torchslim
+        profile = None
+    if profile is not None:
+        return int(profile(model, example_inputs).macs)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(*example_inputs)
+    model.train(was)
+    return fc.get_total_flops() // 2
+
+
+def _n_keep(size: int, ratio: float, round_to: int | None, kind: str) -> int:
+    keep = max(1, int(round(size * (1.0 - ratio))))
+    if round_to and kind != "heads" and size > round_to:
+        keep = min(size, max(round_to, int(round(keep / round_to)) * round_to))
+    return keep
+
+
+class StructuredPlan:
+    """The groups of a model, their channel importance, and which channels a
+    given ratio removes. ``apply(ratio)`` prunes a copy (or the model itself)."""
+
+    def __init__(self, model: nn.Module, graph: DependencyGraph, groups: list[Group],
+                 scores: dict[int, torch.Tensor], round_to: int | None):
+        self.model, self.graph, self.groups, self.scores, self.round_to = model, graph, groups, scores, round_to
+
+    def removal(self, ratio: float) -> dict[int, torch.Tensor]:
+        out = {}
+        for g in self.groups:
+            keep = _n_keep(g.size, ratio, self.round_to, g.kind)
+            if keep < g.size:
+                order = torch.argsort(self.scores[g.id], stable=True)
+                out[g.id] = torch.sort(order[:g.size - keep]).values
+        return out
+
+    def apply(self, ratio: float, *, inplace: bool = False) -> nn.Module:
+        model = self.model if inplace else copy.deepcopy(self.model)
+        return prune_groups(model, self.groups, self.removal(ratio))
+
+
+def _check_plain(model: nn.Module) -> None:
+    from torch.nn.utils import parametrize
+
+    for name, m in model.named_modules():
+        if parametrize.is_parametrized(m) or any(k.endswith("_orig") for k in m._parameters):
+            raise ModelError(
+                f"layer {name!r} carries a pruning mask or parametrization; make it permanent first "
+                "(torch.nn.utils.prune.remove / parametrize.remove_parametrizations) before structured pruning")
+
+
+def structured_plan(model: nn.Module, example_inputs: tuple, *, importance: str = "l2", scope: Scope | None = None,
+                    round_to: int | None = None, best_effort: bool = False, calib_data=None,
+                    loss_fn=None) -> StructuredPlan:
+    """Analyse ``model`` (in place; no copy): dependency groups in scope and
+    the importance of their channels."""
+    _check_plain(model)
+    example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    scope = scope or Scope()
+    scope.check_names(model)
+    graph = build_dependency_graph(model, example_inputs, best_effort=best_effort)
+    for w in graph.warnings:
+        warnings.warn(w, stacklevel=3)
+    groups = []
+    for g in graph.groups():
+        if not g.prunable:
+            continue
+        if all(scope.matches(p, model.get_submodule(p)) for p in g.producers):
+            groups.append(g)
+    notes: list[str] = graph.notes
+    scores = group_importance(model, groups, importance, calib_data=calib_data, loss_fn=loss_fn, notes=notes)
+    return StructuredPlan(model, graph, groups, scores, round_to)
+
+
+def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: str = "channels",
+               importance: str = "l2", scope: Scope | None = None, round_to: int | None = None,
+               best_effort: bool = False, calib_data=None) -> nn.Module:
+    """Return a smaller copy of ``model`` with channels, neurons and attention
+    heads physically removed (the original is not changed).
+
+    ratio: fraction to remove: of the channels of every prunable group
+      (``target="channels"``), or of the model's parameters / MACs on
+      ``example_inputs`` (``"params"``, ``"macs"``; met to within 5%).
+    importance: ``"l1"``, ``"l2"``, ``"taylor"``, ``"activation"``, ``"apoz"``,
+      ``"bn_scale"`` (the data-driven ones read ``calib_data``).
+    scope: a group is pruned when every layer producing its channels is in
+      scope; coupled readers (the next layer's inputs, norms) are sliced with it.
+    round_to: keep channel counts a multiple of this (e.g. 8).
+    best_effort: an op the dependency analysis cannot follow leaves the groups
+      it touches unpruned with a warning instead of raising ModelError.
+    """
+    if target not in TARGETS:
+        raise ConfigError(f"target {target!r} is unknown; use one of {list(TARGETS)}")
+    if not 0.0 <= ratio < 1.0:
+        raise ConfigError(f"ratio must be in [0, 1), got {ratio}")
+    if round_to is not None and round_to < 1:
+        raise ConfigError(f"round_to must be a positive integer or None, got {round_to}")
+    example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    work = copy.deepcopy(model)
+    plan = structured_plan(work, example_inputs, importance=importance, scope=scope, round_to=round_to,
+                           best_effort=best_effort, calib_data=calib_data)
+    if not plan.groups:
+        raise ModelError("no prunable channel group is in scope (every group is frozen or excluded); "
+                         "check the scope, or see torchslim.graph.build_dependency_graph(model, inputs).groups()")
+    chosen = ratio
+    achieved = None
+    if target != "channels" and ratio > 0:
+        chosen, achieved = _search_ratio(plan, example_inputs, target, ratio)
+    pruned = plan.apply(chosen, inplace=True)
+    pruned.torchslim_structured = {
+        "target": target, "ratio": ratio, "channel_ratio": chosen, "achieved_reduction": achieved,
+        "importance": importance, "method": plan.graph.method, "notes": list(plan.graph.notes),
+        "groups": [{"name": g.name, "kind": g.kind, "before": g.size,
+                    "after": g.size - len(plan.removal(chosen).get(g.id, []))} for g in plan.groups],
+    }
+    return pruned
+
+
+def _search_ratio(plan: StructuredPlan, example_inputs: tuple, target: str, ratio: float) -> tuple[float, float]:
+    """The channel ratio whose pruned model removes ``ratio`` of the cost
+    (bisection on real pruned copies: the cost is monotone in the ratio)."""
+    base = count_cost(plan.model, example_inputs, target)
+    want = ratio
+
+    def reduction(r: float) -> float:
+        return 1.0 - count_cost(plan.apply(r), example_inputs, target) / base
+
+    lo, hi = 0.0, 0.999
+    best = (0.0, 0.0)
+    top = reduction(hi)
+    if top < want * 0.95:
+        raise ModelError(
+            f"cannot remove {want:.0%} of the {target}: pruning every group in scope to one channel removes only "
+            f"{top:.1%}; widen the scope or lower the ratio")
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        red = reduction(mid)
+        if abs(red - want) < abs(best[1] - want):
+            best = (mid, red)
+        if abs(red - want) <= 0.01 * want:
+            break
+        if red < want:
+            lo = mid
+        else:
+            hi = mid
+    return best
