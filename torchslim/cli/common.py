@@ -13,13 +13,18 @@ from ..core.errors import ModelError
 
 
 def load_model(spec: str, *, dataset: str | None = None, **kwargs) -> nn.Module:
-    """A zoo name (built fresh, for the data set if given) or an artifact path."""
+    """A zoo name (built fresh, for the data set if given), an artifact path, or
+    the import path of a user's own model class (``pkg.module:Class``, built
+    with ``kwargs``)."""
     from ..artifact import load
+    from ..artifact.format import build_arch
     from ..zoo.models import build_model, model_names
 
     if spec in model_names():
         return build_model(spec, dataset=dataset, **kwargs)
     p = Path(spec)
+    if ":" in spec and not p.exists():
+        return build_arch({"class": spec, "kwargs": kwargs}, where=spec)
     if p.suffix in (".safetensors", ".tslim") or p.exists() or "/" in spec:
         return load(p)
     raise ModelError(f"{spec!r} is neither a zoo model ({', '.join(model_names())}) nor an artifact file")
