@@ -11,6 +11,7 @@ the stage folder. Changing a later stage (an override) reruns only from there.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -44,12 +45,24 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _plain(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if hasattr(o, "tolist"):  # numpy arrays and scalars
+        return o.tolist()
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    raise TypeError(type(o).__name__)
+
+
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
+    """``value`` as plain JSON data, or None when it cannot be (a model, a function)."""
     try:
-        json.dumps(value)
-        return value
+        return json.loads(json.dumps(value, default=_plain))
     except (TypeError, ValueError):
         return None
 
