@@ -16,7 +16,7 @@ from torch.nn.utils import prune as torch_prune
 from ..core.errors import ModelError
 
 __all__ = ["attach_mask", "set_mask", "get_mask", "is_masked", "masked_modules", "remove", "sparsity_report",
-           "masks_of", "load_masks"]
+           "masks_of", "load_masks", "refresh"]
 
 
 def is_masked(module: nn.Module, name: str = "weight") -> bool:
@@ -72,6 +72,17 @@ def load_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
         except AttributeError:
             raise ModelError(f"the model has no layer named {n!r} to take a mask") from None
         attach_mask(module, mask.float())
+    return model
+
+
+def refresh(model: nn.Module, *, name: str = "weight") -> nn.Module:
+    """Recompute every masked layer's visible ``weight`` without autograd
+    history. After a training forward it is a non-leaf tensor, which
+    ``copy.deepcopy(model)`` refuses; call this before copying (every verb of
+    torchslim.prune does before it returns)."""
+    with torch.no_grad():
+        for m in masked_modules(model, name=name).values():
+            setattr(m, name, getattr(m, name + "_orig") * getattr(m, name + "_mask"))
     return model
 
 

@@ -51,7 +51,7 @@ def one_shot(model: nn.Module, sparsity: float, train_data=None, *, finetune: Tr
             raise ConfigError("fine-tuning needs train_data")
         fit(model, train_data, finetune, eval_data=eval_data, loss_fn=loss_fn, out_dir=_sub(out_dir, "finetune"),
             progress=progress)
-    return model
+    return M.refresh(model)
 
 
 def iterative(model: nn.Module, sparsity: float, train_data, *, cycles: int = 3, finetune: TrainConfig | None = None,
@@ -73,7 +73,7 @@ def iterative(model: nn.Module, sparsity: float, train_data, *, cycles: int = 3,
         if finetune.epochs > 0:
             fit(model, train_data, finetune.replace(seed=finetune.seed + k), eval_data=eval_data, loss_fn=loss_fn,
                 out_dir=_sub(out_dir, f"cycle{k}"), progress=progress)
-    return model
+    return M.refresh(model)
 
 
 class AGPCallback(Callback):
@@ -148,4 +148,4 @@ def agp(model: nn.Module, sparsity: float, train_data, train: TrainConfig, *, in
     cb.prepare(model)
     fit(model, train_data, train, eval_data=eval_data, loss_fn=loss_fn, callbacks=[cb, *callbacks],
         out_dir=_sub(out_dir, "agp"), progress=progress)
-    return model
+    return M.refresh(model)
