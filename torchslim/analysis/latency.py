@@ -1,0 +1,173 @@
+"""Wall-clock latency of a model or any callable, and a fair A/B comparison.
+
+``latency`` times repeated calls after warm-up and reports the median, p90,
+mean and minimum per call, the throughput, the batch size and the thread
+count used. ``compare_latency`` times two models *alternately* in one process
+(this machine's speed drifts within minutes; back-to-back blocks would
+measure the drift) and reports the median of the per-pair ratios.
+
+An ``nn.Module`` runs in eval mode under ``torch.no_grad()`` (its mode is
+restored); any other callable (e.g. an ONNX Runtime session wrapper) is
+called as ``fn(*inputs)``. Very fast calls are repeated inside one timing
+sample so a sample lasts at least ~0.2 ms; the figures are still per call.
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from ..core.errors import ConfigError
+
+_MIN_SAMPLE_S = 2e-4  # a timing sample lasts at least this long (timer resolution, loop overhead);
+# short samples are less often cut by the scheduler on a busy machine
+_MAX_CALLS_PER_SAMPLE = 1000
+
+
+def _as_args(example_inputs) -> tuple:
+    if isinstance(example_inputs, (list, tuple)):
+        return tuple(example_inputs)
+    return (example_inputs,)
+
+
+def _infer_batch(args: tuple) -> int:
+    for a in args:
+        shape = getattr(a, "shape", None)
+        if shape is not None and len(shape) > 0:
+            return int(shape[0])
+    return 1
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    before = torch.get_num_threads()
+    if n is not None:
+        if n < 1:
+            raise ConfigError(f"threads must be >= 1, got {n}")
+        torch.set_num_threads(int(n))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _inference(fn: Callable):
+    if isinstance(fn, nn.Module):
+        was_training = fn.training
+        fn.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            fn.train(was_training)
+    else:
+        with torch.no_grad():
+            yield
+
+
+def _time_calls(fn: Callable, args: tuple, n: int) -> float:
+    """Seconds per call, over ``n`` back-to-back calls."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn(*args)
+    return (time.perf_counter() - t0) / n
+
+
+def _calls_per_sample(fn: Callable, args: tuple) -> int:
+    one = min(_time_calls(fn, args, 1) for _ in range(5))  # min: robust to a preempted call
+    if one >= _MIN_SAMPLE_S:
+        return 1
+    return int(min(_MAX_CALLS_PER_SAMPLE, max(1, round(_MIN_SAMPLE_S / max(one, 1e-7)))))
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    if len(s) == 1:
+        return s[0]
+    pos = (len(s) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def _check(warmup: int, repeats: int) -> None:
+    if repeats < 1:
+        raise ConfigError(f"repeats must be >= 1, got {repeats}")
+    if warmup < 0:
+        raise ConfigError(f"warmup must be >= 0, got {warmup}")
+
+
+def latency(model_or_callable: Callable, example_inputs, *, warmup: int = 10, repeats: int = 50,
+            threads: int | None = None, batch_size: int | None = None) -> dict:
+    """Per-call latency of ``model_or_callable(*example_inputs)`` in milliseconds:
+    ``median_ms``, ``p90_ms``, ``mean_ms``, ``min_ms``, ``throughput`` (samples/s at
+    the median), ``batch_size`` (default: first dimension of the first input),
+    ``threads`` (torch intra-op threads used; restored afterwards), ``repeats``
+    and ``calls_per_repeat``."""
+    _check(warmup, repeats)
+    args = _as_args(example_inputs)
+    batch = int(batch_size or _infer_batch(args))
+    with _threads(threads) as used, _inference(model_or_callable):
+        for _ in range(warmup):
+            model_or_callable(*args)
+        n = _calls_per_sample(model_or_callable, args)
+        samples = [_time_calls(model_or_callable, args, n) * 1e3 for _ in range(repeats)]
+    median = statistics.median(samples)
+    return {
+        "median_ms": median,
+        "p90_ms": _percentile(samples, 0.9),
+        "mean_ms": statistics.fmean(samples),
+        "min_ms": min(samples),
+        "throughput": batch / (median / 1e3) if median > 0 else float("inf"),
+        "batch_size": batch,
+        "threads": used,
+        "repeats": repeats,
+        "calls_per_repeat": n,
+    }
+
+
+def compare_latency(a: Callable, b: Callable, example_inputs, *, threads: int | None = None, repeats: int = 30,
+                    warmup: int = 5) -> dict:
+    """Time ``a`` and ``b`` alternately (order swapped every pair) on the same
+    inputs. ``ratio_median`` (= ``speedup``) is the median over pairs of
+    a_ms / b_ms: above 1 means ``b`` is faster. Also each one's median and p90."""
+    _check(warmup, repeats)
+    args = _as_args(example_inputs)
+    with _threads(threads) as used, _inference(a), _inference(b):
+        for _ in range(warmup):
+            a(*args)
+            b(*args)
+        na, nb = _calls_per_sample(a, args), _calls_per_sample(b, args)
+        ta, tb, ratios = [], [], []
+        for i in range(repeats):
+            if i % 2 == 0:
+                sa = _time_calls(a, args, na)
+                sb = _time_calls(b, args, nb)
+            else:
+                sb = _time_calls(b, args, nb)
+                sa = _time_calls(a, args, na)
+            ta.append(sa * 1e3)
+            tb.append(sb * 1e3)
+            ratios.append(sa / sb if sb > 0 else float("inf"))
+    ratio = statistics.median(ratios)
+    return {
+        "ratio_median": ratio,
+        "speedup": ratio,
+        "a_median_ms": statistics.median(ta),
+        "b_median_ms": statistics.median(tb),
+        "a_p90_ms": _percentile(ta, 0.9),
+        "b_p90_ms": _percentile(tb, 0.9),
+        "ratio_p10": _percentile(ratios, 0.1),
+        "ratio_p90": _percentile(ratios, 0.9),
+        "batch_size": _infer_batch(args),
+        "threads": used,
+        "repeats": repeats,
+    }
+
+
+__all__ = ["latency", "compare_latency"]
