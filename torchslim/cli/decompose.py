@@ -1,0 +1,89 @@
+"""torchslim decompose MODEL --method svd|tucker|cp|separable --keep F --out PATH [--dataset D --finetune-epochs N]"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(sub):
+    p = sub.add_parser("decompose", help="low-rank decomposition (SVD / Tucker-2 / CP) or separable replacement")
+    p.add_argument("model", help="artifact path or zoo name")
+    p.add_argument("--method", required=True, choices=["svd", "tucker", "cp", "separable"])
+    p.add_argument("--keep", type=float, default=0.25,
+                   help="fraction of the decomposed layers' parameters kept (svd/tucker/cp)")
+    p.add_argument("--layers", nargs="*", default=None, help="qualified layer names (default: every supported layer)")
+    p.add_argument("--exclude", nargs="*", default=(), help="qualified layer names to leave intact")
+    p.add_argument("--depth-multiplier", type=int, default=1, help="separable: depthwise filters per input channel")
+    p.add_argument("--dataset", default=None, help="data set for fine-tuning and for the accuracy report")
+    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--distill", action="store_true", help="fine-tune by distillation from the original model")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None)
+    p.add_argument("--out", required=True, help="output artifact path (.safetensors) or a folder")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run(args) -> int:
+    import copy
+
+    from ..analysis.evaluate import evaluate
+    from ..artifact import save
+    from ..core.config import config_class
+    from ..core.context import Context
+    from ..core.errors import ConfigError
+    from ..core.scope import Scope
+    from ..decompose import decompose_stage
+    from ..distill import DistillConfig
+    from ..train import TrainConfig
+    from ..zoo.data import load_dataset, split_train
+    from .common import load_model, print_json, print_table
+    from .distill import _paths
+
+    if args.finetune_epochs and not args.dataset:
+        raise ConfigError("--finetune-epochs needs --dataset")
+    model = load_model(args.model, dataset=args.dataset)
+    original = copy.deepcopy(model).eval()
+    scope = Scope(names=tuple(args.layers or ()), exclude_names=tuple(args.exclude))
+    finetune = (TrainConfig(epochs=args.finetune_epochs, lr=args.lr, max_steps_per_epoch=args.max_steps_per_epoch)
+                if args.finetune_epochs else None)
+    distill = DistillConfig(alpha=0.5, train=finetune) if (args.distill and finetune) else None
+    cls = config_class(f"decompose.{args.method}")
+    if args.method == "separable":
+        cfg = cls(scope=scope, depth_multiplier=args.depth_multiplier, finetune=finetune, distill=distill)
+    else:
+        cfg = cls(scope=scope, keep=args.keep, finetune=finetune, distill=distill)
+    artifact, run_dir = _paths(args.out)
+    ctx = Context(dataset=args.dataset, stage_out=run_dir if finetune else None, progress=not args.no_progress)
+    test = None
+    if args.dataset:
+        ctx.train_data = load_dataset(args.dataset, "train")
+        ctx.calib_data = split_train(ctx.train_data, min(2000, len(ctx.train_data) // 10))[1]
+        test = load_dataset(args.dataset, "test")
+    decompose_stage(model, cfg, ctx)
+    records = ctx.extras["decompose"]
+    save(model, artifact, metadata={"dataset": args.dataset, "decompose": cfg.to_dict(), "source": args.model})
+    done = [r for r in records if r["status"] == "decomposed"]
+    summary = {
+        "model": args.model, "method": args.method, "artifact": str(artifact),
+        "layers_decomposed": len(done), "layers_skipped": len(records) - len(done),
+        "params_before": sum(p.numel() for p in original.parameters()),
+        "params_after": sum(p.numel() for p in model.parameters()),
+        "decomposed_params_before": sum(r["params_before"] for r in done),
+        "decomposed_params_after": sum(r["params_after"] for r in done),
+        "layers": records,
+    }
+    if test is not None:
+        summary["accuracy_before"] = evaluate(original, test)["accuracy"]
+        summary["accuracy"] = evaluate(model, test)["accuracy"]
+    if args.json:
+        print_json(summary)
+        return 0
+    print_table(f"{args.method} of {args.model}", ["layer", "status", "rank", "params before", "params after"],
+                [[r["layer"], r["status"], str(r.get("rank", "-")), r["params_before"], r.get("params_after")]
+                 for r in records])
+    rows = [["params", summary["params_before"], summary["params_after"]]]
+    if test is not None:
+        rows.append(["test accuracy", summary["accuracy_before"], summary["accuracy"]])
+    print_table(f"artifact {artifact}", ["", "before", "after"], rows)
+    return 0
