@@ -12,6 +12,7 @@ from ..core.errors import TorchslimError
 COMMANDS = [
     "train",
     "eval",
+    "profile",
     "run",
     "compare",
 ]
