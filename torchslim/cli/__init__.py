@@ -15,6 +15,8 @@ COMMANDS = [
     "profile",
     "run",
     "compare",
+    "prune",
+    "sensitivity",
     "distill",
     "decompose",
 ]
