@@ -63,3 +63,13 @@ def test_compare_same_model_is_about_even():
     model = _stack(4)
     r = compare_latency(model, model, torch.randn(32, 128), threads=1, repeats=15, warmup=2)
     assert 0.5 < r["ratio_median"] < 2.0, r
+
+
+def test_keyword_inputs():
+    def fn(input_ids, attention_mask):
+        return input_ids * attention_mask
+
+    r = latency(fn, {"input_ids": torch.ones(3, 8), "attention_mask": torch.ones(3, 8)}, warmup=1, repeats=3)
+    assert r["batch_size"] == 3 and r["median_ms"] > 0
+    c = compare_latency(fn, fn, {"input_ids": torch.ones(2, 8), "attention_mask": torch.ones(2, 8)}, repeats=3)
+    assert c["batch_size"] == 2 and c["ratio_median"] > 0

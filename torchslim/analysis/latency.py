@@ -8,7 +8,7 @@ measure the drift) and reports the median of the per-pair ratios.
 
 An ``nn.Module`` runs in eval mode under ``torch.no_grad()`` (its mode is
 restored); any other callable (e.g. an ONNX Runtime session wrapper) is
-called as ``fn(*inputs)``. Very fast calls are repeated inside one timing
+called as ``fn(*inputs)`` (or ``fn(**inputs)`` for a dict). Very fast calls are repeated inside one timing
 sample so a sample lasts at least ~0.2 ms; the figures are still per call.
 """
 from __future__ import annotations
@@ -28,14 +28,23 @@ _MIN_SAMPLE_S = 2e-4  # a timing sample lasts at least this long (timer resoluti
 _MAX_CALLS_PER_SAMPLE = 1000
 
 
-def _as_args(example_inputs) -> tuple:
-    if isinstance(example_inputs, (list, tuple)):
-        return tuple(example_inputs)
-    return (example_inputs,)
+class _Call:
+    """The example inputs as positional arguments (a tuple or list, or one tensor) or keyword arguments (a dict)."""
+
+    def __init__(self, example_inputs):
+        if isinstance(example_inputs, dict):
+            self.args, self.kwargs = (), dict(example_inputs)
+        elif isinstance(example_inputs, (list, tuple)):
+            self.args, self.kwargs = tuple(example_inputs), {}
+        else:
+            self.args, self.kwargs = (example_inputs,), {}
+
+    def values(self) -> tuple:
+        return (*self.args, *self.kwargs.values())
 
 
-def _infer_batch(args: tuple) -> int:
-    for a in args:
+def _infer_batch(call: "_Call") -> int:
+    for a in call.values():
         shape = getattr(a, "shape", None)
         if shape is not None and len(shape) > 0:
             return int(shape[0])
@@ -70,16 +79,17 @@ def _inference(fn: Callable):
             yield
 
 
-def _time_calls(fn: Callable, args: tuple, n: int) -> float:
+def _time_calls(fn: Callable, call: _Call, n: int) -> float:
     """Seconds per call, over ``n`` back-to-back calls."""
+    args, kwargs = call.args, call.kwargs
     t0 = time.perf_counter()
     for _ in range(n):
-        fn(*args)
+        fn(*args, **kwargs)
     return (time.perf_counter() - t0) / n
 
 
-def _calls_per_sample(fn: Callable, args: tuple) -> int:
-    one = min(_time_calls(fn, args, 1) for _ in range(5))  # min: robust to a preempted call
+def _calls_per_sample(fn: Callable, call: _Call) -> int:
+    one = min(_time_calls(fn, call, 1) for _ in range(5))  # min: robust to a preempted call
     if one >= _MIN_SAMPLE_S:
         return 1
     return int(min(_MAX_CALLS_PER_SAMPLE, max(1, round(_MIN_SAMPLE_S / max(one, 1e-7)))))
@@ -110,13 +120,13 @@ def latency(model_or_callable: Callable, example_inputs, *, warmup: int = 10, re
     ``threads`` (torch intra-op threads used; restored afterwards), ``repeats``
     and ``calls_per_repeat``."""
     _check(warmup, repeats)
-    args = _as_args(example_inputs)
-    batch = int(batch_size or _infer_batch(args))
+    call = _Call(example_inputs)
+    batch = int(batch_size or _infer_batch(call))
     with _threads(threads) as used, _inference(model_or_callable):
         for _ in range(warmup):
-            model_or_callable(*args)
-        n = _calls_per_sample(model_or_callable, args)
-        samples = [_time_calls(model_or_callable, args, n) * 1e3 for _ in range(repeats)]
+            _time_calls(model_or_callable, call, 1)
+        n = _calls_per_sample(model_or_callable, call)
+        samples = [_time_calls(model_or_callable, call, n) * 1e3 for _ in range(repeats)]
     median = statistics.median(samples)
     return {
         "median_ms": median,
@@ -137,20 +147,20 @@ def compare_latency(a: Callable, b: Callable, example_inputs, *, threads: int | 
     inputs. ``ratio_median`` (= ``speedup``) is the median over pairs of
     a_ms / b_ms: above 1 means ``b`` is faster. Also each one's median and p90."""
     _check(warmup, repeats)
-    args = _as_args(example_inputs)
+    call = _Call(example_inputs)
     with _threads(threads) as used, _inference(a), _inference(b):
         for _ in range(warmup):
-            a(*args)
-            b(*args)
-        na, nb = _calls_per_sample(a, args), _calls_per_sample(b, args)
+            _time_calls(a, call, 1)
+            _time_calls(b, call, 1)
+        na, nb = _calls_per_sample(a, call), _calls_per_sample(b, call)
         ta, tb, ratios = [], [], []
         for i in range(repeats):
             if i % 2 == 0:
-                sa = _time_calls(a, args, na)
-                sb = _time_calls(b, args, nb)
+                sa = _time_calls(a, call, na)
+                sb = _time_calls(b, call, nb)
             else:
-                sb = _time_calls(b, args, nb)
-                sa = _time_calls(a, args, na)
+                sb = _time_calls(b, call, nb)
+                sa = _time_calls(a, call, na)
             ta.append(sa * 1e3)
             tb.append(sb * 1e3)
             ratios.append(sa / sb if sb > 0 else float("inf"))
@@ -164,7 +174,7 @@ def compare_latency(a: Callable, b: Callable, example_inputs, *, threads: int | 
         "b_p90_ms": _percentile(tb, 0.9),
         "ratio_p10": _percentile(ratios, 0.1),
         "ratio_p90": _percentile(ratios, 0.9),
-        "batch_size": _infer_batch(args),
+        "batch_size": _infer_batch(call),
         "threads": used,
         "repeats": repeats,
     }

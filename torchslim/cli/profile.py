@@ -71,7 +71,7 @@ def run(args) -> int:
                      format_count(lp.flops), "x".join(map(str, lp.output_shape)) if lp.output_shape else "-", note])
     shapes = ", ".join("x".join(map(str, s)) for s in prof.input_shapes)
     _table(f"{args.model}: per layer (input {shapes})",
-                ["layer", "type", "params", "nonzero", "MACs", "FLOPs", "output", "note"], rows)
+           ["layer", "type", "params", "nonzero", "MACs", "FLOPs", "output", "note"], rows)
     totals = [["params", prof.params], ["nonzero params", prof.nonzero_params],
               ["sparsity", round(prof.sparsity, 4)], ["MACs (conv/linear/attention)", prof.macs],
               ["FLOPs (all counted work)", prof.flops], ["fp32 bytes", prof.fp32_bytes],
