@@ -93,3 +93,12 @@ def test_all_zero_is_tiny_and_raw_fallback_for_random():
     t = torch.randn(1000)
     payload, stats = round_trip(t)
     assert stats["layout"] == "dense" and stats["values"] == "raw" and len(payload) == 4000 + 2
+
+
+def test_dead_input_columns_use_column_major_order():
+    t = pruned_clustered((300, 784), density=0.3)
+    t[:, torch.rand(784, generator=torch.Generator().manual_seed(3)) < 0.7] = 0  # dead input pixels
+    payload, stats = round_trip(t)
+    assert stats["order"] == "column-major"
+    row_major, _ = encode_tensor(t.reshape(-1))
+    assert len(payload) < len(row_major)  # the flat (1-D) tensor can only be scanned row-major

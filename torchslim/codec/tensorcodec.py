@@ -6,7 +6,8 @@ pattern is what sparse layouts leave out.
 
 Payload::
 
-    u8 layout            0 dense | 1 bitmap | 2 relative indices
+    u8 layout            0 dense | 1 bitmap | 2 relative indices; +0x80: column-major
+                         order over (shape[0], rest)
     [bitmap]             ceil(numel / 8) bytes                     (layout 1)
     [u8 bits, varint entries, gap stream]                          (layout 2)
     u8 values            0 raw | 1 plain codebook | 2 affine codebook
@@ -33,6 +34,7 @@ from .streams import StreamPlan, plan_stream, read_stream, write_stream
 __all__ = ["encode_tensor", "decode_tensor", "tensor_patterns", "MAX_INDEX_BITS"]
 
 DENSE, BITMAP, RELATIVE = 0, 1, 2
+TRANSPOSED = 0x80  # flag on the layout byte: column-major scan order
 RAW = 0
 LAYOUTS = {DENSE: "dense", BITMAP: "bitmap", RELATIVE: "relative"}
 VALUE_KINDS = {RAW: "raw", PLAIN: "codebook", AFFINE: "affine"}
@@ -147,15 +149,33 @@ def _write_values(entries: np.ndarray, vp: _ValuePlan, width: int) -> bytes:
     return write_codebook(cb, width) + write_stream(idx, vp.stream)
 
 
+def _scan(pat: np.ndarray, shape, transposed: bool) -> np.ndarray:
+    """Element order: row-major, or column-major over (shape[0], rest), which
+    turns pruned input features (a dead pixel's weights in every neuron) into
+    long zero runs."""
+    if not transposed:
+        return pat
+    rows = int(shape[0])
+    return pat.reshape(rows, -1).T.reshape(-1)
+
+
 def encode_tensor(t: torch.Tensor, *, index_bits: int | None = None, huffman: bool = True) -> tuple[bytes, dict]:
     """(payload, stats) of the smallest encoding of ``t``. ``index_bits``
-    fixes the relative-index width (None: try 1..12 bits)."""
+    fixes the relative-index width (None: try 1..12 bits). Both scan orders
+    (row-major and column-major) are tried for matrices."""
     if index_bits is not None and not 1 <= index_bits <= MAX_INDEX_BITS:
         raise ValueError(f"index_bits must be in 1..{MAX_INDEX_BITS}, got {index_bits}")
-    pat = tensor_patterns(t)
+    pat0 = tensor_patterns(t)
     width = t.element_size()
-    plan, nzpos = _plan(pat, width, index_bits=index_bits, huffman=huffman)
-    out = bytearray([plan.layout])
+    best = None
+    orders = (False, True) if t.dim() >= 2 and t.shape[0] > 1 and t.numel() > t.shape[0] else (False,)
+    for transposed in orders:
+        pat = _scan(pat0, t.shape, transposed)
+        plan, nzpos = _plan(pat, width, index_bits=index_bits, huffman=huffman)
+        if best is None or plan.nbytes < best[0].nbytes:
+            best = (plan, nzpos, pat, transposed)
+    plan, nzpos, pat, transposed = best
+    out = bytearray([plan.layout | (TRANSPOSED if transposed else 0)])
     if plan.layout == DENSE:
         entries = pat
     elif plan.layout == BITMAP:
@@ -169,7 +189,9 @@ def encode_tensor(t: torch.Tensor, *, index_bits: int | None = None, huffman: bo
     out += _write_values(entries, plan.values, width)
     if len(out) != plan.nbytes:
         raise AssertionError(f"encoded {len(out)} bytes, planned {plan.nbytes}")
-    return bytes(out), _stats(t, pat, plan, width)
+    stats = _stats(t, pat, plan, width)
+    stats["order"] = "column-major" if transposed else "row-major"
+    return bytes(out), stats
 
 
 def _stats(t: torch.Tensor, pat: np.ndarray, plan: _Plan, width: int) -> dict:
@@ -188,6 +210,10 @@ def decode_tensor(payload: bytes, dtype: torch.dtype, shape) -> torch.Tensor:
         numel *= int(s)
     r = Reader(payload)
     layout = r.u8()
+    transposed = bool(layout & TRANSPOSED)
+    layout &= ~TRANSPOSED
+    if transposed and (len(shape) < 2 or int(shape[0]) < 1):
+        raise CorruptStream("column-major order for a tensor that is not a matrix")
     if layout == DENSE:
         n_entries, where = numel, None
     elif layout == BITMAP:
@@ -217,4 +243,7 @@ def decode_tensor(payload: bytes, dtype: torch.dtype, shape) -> torch.Tensor:
     else:
         flat = np.zeros(numel, dtype=udt)
         flat[where] = values
+    if transposed:
+        rows = int(shape[0])
+        flat = flat.reshape(-1, rows).T.reshape(-1)
     return patterns_to_tensor(flat, dtype, tuple(int(s) for s in shape))
