@@ -28,6 +28,8 @@ Conventions (documented, applied the same everywhere):
 - pooling: kernel size per output element; adaptive pooling: one per input element.
 - reductions (sum, mean, max, ...): one per input element.
 - embeddings: 0 MACs (a lookup); EmbeddingBag adds its looked-up rows.
+- RNN / GRU / LSTM: the gate matmuls (input and recurrent, plus an LSTM
+  projection) are MACs; gate activations and the cell update are FLOPs.
 Only ``macs`` are meant to be compared across tools; the other FLOPs are
 there so normalisation, activations and pooling are visible, never folded
 into ``macs``.
@@ -45,7 +47,7 @@ import torch.nn as nn
 @dataclass
 class Work:
     """Cost of one call. ``kinds`` maps a kind (conv, linear, matmul, attention,
-    norm, pool, activation, softmax, elementwise, reduction, embedding, none) to its FLOPs."""
+    norm, pool, activation, softmax, elementwise, reduction, embedding, rnn, none) to its FLOPs."""
 
     macs: int = 0
     flops: int = 0
@@ -230,6 +232,30 @@ def _mha(m: nn.MultiheadAttention, args, kwargs, out):
     return w
 
 
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+_CELL_UPDATE = {"LSTM": 5, "GRU": 5, "RNN_TANH": 0, "RNN_RELU": 0}  # elementwise ops per hidden unit and step
+
+
+def _rnn(m: nn.RNNBase, args, kwargs, out):
+    x = args[0] if args else kwargs["input"]
+    if isinstance(x, nn.utils.rnn.PackedSequence):
+        steps = int(x.data.shape[0])  # sum of the sequence lengths
+    elif x.dim() == 2:  # unbatched (L, H_in)
+        steps = int(x.shape[0])
+    else:
+        steps = int(x.shape[0] * x.shape[1])
+    gates, d, h = _GATES[m.mode], 2 if m.bidirectional else 1, m.hidden_size
+    h_out = getattr(m, "proj_size", 0) or h
+    macs = flops = 0
+    for layer in range(m.num_layers):
+        h_in = m.input_size if layer == 0 else d * h_out
+        macs += steps * d * (gates * h * (h_in + h_out) + (h * h_out if h_out != h else 0))
+        flops += steps * d * h * (gates + _CELL_UPDATE[m.mode])
+    w = Work.of("rnn", macs=macs)
+    w.add(Work.of("activation", flops=flops))
+    return w
+
+
 for _cls in (nn.Linear,):
     register_module_counter(_cls, _linear)
 register_module_counter(nn.Bilinear, _bilinear)
@@ -256,6 +282,7 @@ for _cls in (nn.Identity, nn.Flatten, nn.Unflatten, nn.modules.dropout._DropoutN
 register_module_counter(nn.Embedding, _zero("embedding"))
 register_module_counter(nn.EmbeddingBag, _embedding_bag)
 register_module_counter(nn.MultiheadAttention, _mha)
+register_module_counter(nn.RNNBase, _rnn)
 
 
 # ------------------------------------------------------------------ function counters
