@@ -87,6 +87,11 @@ def build_arch(arch: dict, where: str = "artifact") -> nn.Module:
     raise ArtifactError(f"{where}: metadata names no architecture ('zoo' or 'class')")
 
 
+def _plus_zero(t: torch.Tensor) -> torch.Tensor:
+    """-0.0 -> +0.0 (numerically equal; a bit-exact container would store it as a non-zero pattern)."""
+    return torch.where(t == 0, torch.zeros((), dtype=t.dtype), t) if t.is_floating_point() else t
+
+
 def _permanent_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict with reversible masks made permanent (``weight_orig`` *
     ``weight_mask`` from torch.nn.utils.prune, or a parametrization's value),
@@ -101,13 +106,16 @@ def _permanent_state(model: nn.Module) -> dict[str, torch.Tensor]:
         own = m._parameters.items() if not parametrize.is_parametrized(m) else []
         if parametrize.is_parametrized(m):
             for pname in m.parametrizations.keys():
-                state[prefix + pname] = getattr(m, pname).detach()
+                state[prefix + pname] = _plus_zero(getattr(m, pname).detach())
             own = [(k, v) for k, v in m._parameters.items() if k not in m.parametrizations]
         for pname, p in own:
             if p is None:
                 continue
             if pname.endswith("_orig") and hasattr(m, pname[:-5] + "_mask"):
-                state[prefix + pname[:-5]] = getattr(m, pname[:-5]).detach()
+                # orig * mask computed now (the hook's attribute may predate the last optimizer step);
+                # masked entries are +0.0, never the -0.0 that orig * 0 gives for negative orig
+                mask = getattr(m, pname[:-5] + "_mask")
+                state[prefix + pname[:-5]] = _plus_zero(p.detach() * mask)
             else:
                 state[prefix + pname] = p.detach()
         for bname, b in m._buffers.items():
