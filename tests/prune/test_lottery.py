@@ -27,8 +27,8 @@ def test_rewind_to_init_and_to_step_k(digits, tmp_path):
     rep = sparsity_report(res.model)["layers"]
     assert rep["fc1"]["sparsity"] == pytest.approx(0.75, abs=1e-3)
     assert rep["fc3"]["sparsity"] == pytest.approx(1 - 0.75 ** 2, abs=1e-2)
-    assert [r for r, _ in seen_rounds] == [1, 2]
-    m1, m2 = seen_rounds[0][1], seen_rounds[1][1]
+    assert [r for r, _ in seen_rounds] == [0, 1, 2]
+    m1, m2 = seen_rounds[1][1], seen_rounds[2][1]
     assert all((m2[k] <= m1[k]).all() for k in m1)  # masks only shrink
     assert [h["round"] for h in res.history] == [0, 1, 2]
     assert res.history[2]["weights_left"] < res.history[1]["weights_left"] < 1.0

@@ -120,7 +120,8 @@ def lottery_ticket(model: nn.Module, train_data, train: TrainConfig, *, rounds: 
     a first dense training. ``rate`` is the fraction of the remaining weights
     pruned per round (``layer_rates`` overrides it per layer, e.g. 0.1 for the
     output layer as in the paper). ``on_round(round, model)`` is called after
-    each round's training (e.g. to train a random-reinit control)."""
+    each round's training, round 0 being the dense run (e.g. to train a
+    random-reinit control)."""
     if rounds < 1 or not 0.0 < rate < 1.0:
         raise ConfigError(f"lottery tickets need rounds >= 1 and 0 < rate < 1, got rounds={rounds}, rate={rate}")
     if rewind_step < 0:
@@ -136,6 +137,8 @@ def lottery_ticket(model: nn.Module, train_data, train: TrainConfig, *, rounds: 
         raise ConfigError(f"rewind_step={rewind_step} is beyond the {train.epochs}-epoch training run; use a smaller step")
     rewind_state = snap.state
     history = [_record(0, model, layers, eval_data)]
+    if on_round is not None:
+        on_round(0, model)
     for r in range(1, rounds + 1):
         unstructured(model, rate, scope=scope, ranking=ranking, layer_amounts=layer_rates)
         rewind(model, rewind_state)
