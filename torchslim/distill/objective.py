@@ -63,7 +63,11 @@ class DistillLoss:
             if bad:
                 raise ValueError(f"distill: teacher layers {bad} do not exist (the teacher has {n_t} layers)")
         if student is not None:
-            self._attach(student)
+            try:
+                self._attach(student)
+            except Exception:
+                self.close()
+                raise
 
     # ---------------------------------------------------------------- plumbing
     def call(self, model: nn.Module, x: torch.Tensor):
@@ -190,13 +194,18 @@ class DistillLoss:
             self._opt.load_state_dict(state["optimizer"])
 
     def callback(self) -> Callback:
-        """A fit callback that checkpoints the adapters with the run."""
+        """A fit callback that steps the adapters after each optimizer step and
+        checkpoints them with the run (exact resume)."""
         return _AdapterState(self)
 
 
 class _AdapterState(Callback):
     def __init__(self, loss: DistillLoss):
         self.loss = loss
+
+    def on_batch_end(self, state) -> None:
+        # step the adapters with the student, so a checkpoint never holds unapplied gradients
+        self.loss._step_adapters()
 
     def state_dict(self) -> dict:
         return self.loss.state_dict()
