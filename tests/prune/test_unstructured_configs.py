@@ -121,6 +121,11 @@ def test_cli_prune_and_sensitivity(setup, tmp_path, capsys):
                "--out", str(tmp_path / "nm.safetensors"), "--json", "--no-progress"])
     assert rc == 0 and check_nm(load(tmp_path / "nm.safetensors").fc2.weight, 2, 4)
     capsys.readouterr()
+    rc = main(["prune", str(dense), "--dataset", "digits", "--sparsity", "0.8", "--agp", "--finetune-epochs", "1",
+               "--calib", "200", "--out", str(tmp_path / "agp.safetensors"), "--json", "--no-progress"])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["config"]["name"] == "prune.agp" and res["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert (tmp_path / "agp.safetensors.work" / "agp" / "checkpoints" / "last.pt").exists()
     assert main(["prune", str(dense), "--dataset", "digits", "--nm", "24", "--out", str(out)]) == 2
     capsys.readouterr()
     rc = main(["sensitivity", str(dense), "--dataset", "digits", "--out", str(tmp_path / "sens"), "--calib", "200",

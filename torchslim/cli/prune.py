@@ -45,7 +45,7 @@ def _nm(text: str) -> tuple[int, int]:
     return n, m
 
 
-def build_config(args):
+def build_config(args, n_train: int = 0):
     from ..core.scope import Scope
     from ..train import TrainConfig
     from ..prune.configs import AGPConfig, NMConfig, UnstructuredConfig
@@ -63,7 +63,7 @@ def build_config(args):
         if ft is None:
             raise ConfigError("--agp prunes during training: give --finetune-epochs N")
         return AGPConfig(sparsity=args.sparsity, criterion=args.criterion, ranking=args.ranking, scope=scope,
-                         finetune=ft, frequency=max(1, args.finetune_epochs * 5))
+                         finetune=ft, frequency=max(1, (-(-n_train // args.batch_size) * args.finetune_epochs) // 40))
     return UnstructuredConfig(sparsity=args.sparsity, criterion=args.criterion, ranking=args.ranking, scope=scope,
                               cycles=args.cycles, finetune=ft, allocate=args.allocate)
 
@@ -80,10 +80,10 @@ def run(args) -> int:
     from .common import load_model, print_json, print_table
 
     torch.manual_seed(args.seed)
-    cfg = build_config(args)
     model = load_model(args.model, dataset=args.dataset)
     train_all, test = load_dataset(args.dataset, "train"), load_dataset(args.dataset, "test")
     train, calib = split_train(train_all, min(args.calib, len(train_all) // 5), seed=args.seed)
+    cfg = build_config(args, len(train))  # AGP updates its masks every 1/40 of the run
     before = evaluate(model, test)["accuracy"]
     dense_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     out = Path(args.out)
