@@ -10,7 +10,10 @@ def print_tables(tables, *, console=None) -> None:
 
     from ..cli.common import fmt
 
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a log file or a pipe: do not squeeze columns into 80 characters
+            console = Console(width=180)
     for title, cols, rows in tables:
         t = Table(title=title)
         for i, c in enumerate(cols):
