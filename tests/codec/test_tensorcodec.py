@@ -102,3 +102,11 @@ def test_dead_input_columns_use_column_major_order():
     assert stats["order"] == "column-major"
     row_major, _ = encode_tensor(t.reshape(-1))
     assert len(payload) < len(row_major)  # the flat (1-D) tensor can only be scanned row-major
+
+
+def test_large_tensors_keep_codebooks_and_skip_hopeless_ones():
+    t = pruned_clustered((600, 1000), density=1.0, k=16)
+    _, stats = round_trip(t)
+    assert stats["values"] == "codebook" and stats["codebook_size"] == 16
+    _, stats = round_trip(torch.randn(600, 1000))
+    assert stats["values"] == "raw"

@@ -49,16 +49,15 @@ def relative_encode(positions, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return syms, is_filler
 
 
-def relative_count(positions, bits: int) -> tuple[int, np.ndarray]:
-    """(number of entries, counts of each gap symbol) without building them."""
-    positions = np.asarray(positions, dtype=np.int64)
+def relative_count(positions, bits: int, *, gaps: np.ndarray | None = None) -> tuple[int, np.ndarray]:
+    """(number of entries, counts of each gap symbol) without building them.
+    ``gaps`` (distance - 1 per position) may be passed to save recomputing it."""
+    d = np.diff(np.asarray(positions, dtype=np.int64), prepend=-1) - 1 if gaps is None else gaps
     span = 1 << bits
-    d = np.diff(positions, prepend=-1) - 1
-    fillers = d // span
-    freqs = np.bincount(d - fillers * span, minlength=span)
-    n_fill = int(fillers.sum())
+    freqs = np.bincount(d & (span - 1), minlength=span)
+    n_fill = int((d >> bits).sum())
     freqs[span - 1] += n_fill
-    return int(positions.size + n_fill), freqs
+    return int(d.size + n_fill), freqs
 
 
 def relative_decode(syms: np.ndarray, numel: int) -> np.ndarray:

@@ -82,9 +82,12 @@ class _Values:
     costing a value form for a given number of zero entries is cheap."""
 
     def __init__(self, nz: np.ndarray, width: int, *, huffman: bool):
-        self.width, self.huffman = width, huffman
-        self.uniq, self.counts = np.unique(nz, return_counts=True)
+        self.width, self.huffman, self.nnz = width, huffman, int(nz.size)
         self._cb: dict[bool, list[Codebook]] = {}
+        self.uniq = self.counts = None  # None: too many distinct values for a codebook
+        if nz.size > 4 * MAX_CODEBOOK and np.unique(nz[: 4 * MAX_CODEBOOK]).size > MAX_CODEBOOK:
+            return  # a prefix already has too many: skip sorting the whole tensor
+        self.uniq, self.counts = np.unique(nz, return_counts=True)
 
     def codebooks(self, with_zero: bool) -> list[Codebook]:
         if with_zero not in self._cb:
@@ -104,6 +107,8 @@ class _Values:
 
     def plan(self, entries: int, zeros: int) -> _ValuePlan:
         best = _ValuePlan(RAW, 1 + entries * self.width)
+        if self.uniq is None:
+            return best
         k = self.uniq.size + (1 if zeros else 0)
         if entries == 0 or k > MAX_CODEBOOK or k >= entries:
             return best
@@ -115,24 +120,24 @@ class _Values:
         return best
 
 
-def _plan(pat: np.ndarray, width: int, *, index_bits: int | None, huffman: bool) -> tuple[_Plan, np.ndarray]:
+def _plan(pat: np.ndarray, width: int, vals: "_Values", *, index_bits: int | None) -> tuple[_Plan, np.ndarray]:
     n = pat.size
     nzpos = np.flatnonzero(pat)
     nnz = nzpos.size
-    vals = _Values(pat[nzpos], width, huffman=huffman)
     best = _Plan(DENSE, 1 + (v := vals.plan(n, n - nnz)).nbytes, v, entries=n)
-    if n == 0:
+    if n == 0 or nnz == n:  # nothing to leave out: a sparse layout only adds index bytes
         return best, nzpos
     v = vals.plan(nnz, 0)
     cost = 1 + (n + 7) // 8 + v.nbytes
     if cost < best.nbytes:
         best = _Plan(BITMAP, cost, v, entries=nnz)
+    gaps = np.diff(nzpos, prepend=-1) - 1
     widths = [index_bits] if index_bits else range(1, min(MAX_INDEX_BITS, max(1, (n - 1).bit_length())) + 1)
     for b in widths:
-        entries, gap_freqs = relative_count(nzpos, b)
+        entries, gap_freqs = relative_count(nzpos, b, gaps=gaps)
         if entries > n:
             continue
-        index = plan_stream(gap_freqs, 1 << b, huffman=huffman)
+        index = plan_stream(gap_freqs, 1 << b, huffman=vals.huffman)
         v = vals.plan(entries, entries - nnz)
         cost = 2 + len(varint(entries)) + index.nbytes + v.nbytes
         if cost < best.nbytes:
@@ -168,10 +173,12 @@ def encode_tensor(t: torch.Tensor, *, index_bits: int | None = None, huffman: bo
     pat0 = tensor_patterns(t)
     width = t.element_size()
     best = None
-    orders = (False, True) if t.dim() >= 2 and t.shape[0] > 1 and t.numel() > t.shape[0] else (False,)
+    vals = _Values(pat0[pat0 != 0], width, huffman=huffman)  # the same for every scan order
+    sparse = 0 < vals.nnz < pat0.size
+    orders = (False, True) if sparse and t.dim() >= 2 and t.shape[0] > 1 and t.numel() > t.shape[0] else (False,)
     for transposed in orders:
         pat = _scan(pat0, t.shape, transposed)
-        plan, nzpos = _plan(pat, width, index_bits=index_bits, huffman=huffman)
+        plan, nzpos = _plan(pat, width, vals, index_bits=index_bits)
         if best is None or plan.nbytes < best[0].nbytes:
             best = (plan, nzpos, pat, transposed)
     plan, nzpos, pat, transposed = best
