@@ -110,3 +110,23 @@ def test_large_tensors_keep_codebooks_and_skip_hopeless_ones():
     assert stats["values"] == "codebook" and stats["codebook_size"] == 16
     _, stats = round_trip(torch.randn(600, 1000))
     assert stats["values"] == "raw"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_per_channel_quantized_weights_use_per_row_scales(dtype):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 32, 3, 3, generator=g) * torch.rand(64, 1, 1, 1, generator=g)
+    scale = (w.abs().amax(dim=(1, 2, 3)) / 7).to(dtype).float()
+    q = torch.fake_quantize_per_channel_affine(w, scale, torch.zeros(64, dtype=torch.int32), 0, -8, 7)
+    q = q.to(dtype)
+    q[:, :16] = 0  # half the input channels pruned
+    payload, stats = round_trip(q)
+    assert stats["values"] == "row-affine" and stats["codebook_size"] <= 16
+    assert len(payload) * 8 / q.numel() < 4.5  # ~4-bit levels plus one scale per row
+
+
+def test_per_row_detection_rejects_near_misses():
+    q = torch.round(torch.randn(16, 40) * 5) * (torch.rand(16, 1) + 0.5)
+    q[3, 7] = torch.nextafter(q[3, 7], torch.tensor(float("inf")))  # one value off by an ulp
+    _, stats = round_trip(q)
+    assert stats["values"] != "row-affine"

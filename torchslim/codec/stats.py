@@ -27,7 +27,8 @@ def tensor_stats(t, pat: np.ndarray, plan, width: int) -> dict:
         "bytes": plan.nbytes, "layout": LAYOUTS[plan.layout], "values": VALUE_KINDS[vp.kind],
         "entries": plan.entries, "fillers": plan.fillers,
         "index_bits": plan.bits if plan.layout == 2 else None,
-        "codebook_size": vp.codebook.size if vp.codebook is not None else None,
+        "codebook_size": (vp.codebook.size if vp.codebook is not None
+                          else int(vp.levels.size) if vp.levels is not None else None),
         "bits_per_element": plan.nbytes * 8 / numel if numel else 0.0,
         "bits_per_nonzero": plan.nbytes * 8 / nnz if nnz else None,
     }

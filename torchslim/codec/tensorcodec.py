@@ -28,6 +28,7 @@ import torch
 from .bitpack import Reader, varint
 from .codebook import AFFINE, PLAIN, Codebook, find_affine, read_codebook, write_codebook
 from .huffman import CorruptStream
+from .rowscale import ROWAFFINE, RowAffine, find_row_affine, read_row_affine, row_affine_values, write_row_affine
 from .sparse import bitmap_decode, bitmap_encode, relative_count, relative_decode, relative_encode
 from .streams import StreamPlan, plan_stream, read_stream, write_stream
 
@@ -37,7 +38,7 @@ DENSE, BITMAP, RELATIVE = 0, 1, 2
 TRANSPOSED = 0x80  # flag on the layout byte: column-major scan order
 RAW = 0
 LAYOUTS = {DENSE: "dense", BITMAP: "bitmap", RELATIVE: "relative"}
-VALUE_KINDS = {RAW: "raw", PLAIN: "codebook", AFFINE: "affine"}
+VALUE_KINDS = {RAW: "raw", PLAIN: "codebook", AFFINE: "affine", ROWAFFINE: "row-affine"}
 MAX_INDEX_BITS = 12
 MAX_CODEBOOK = 1 << 16
 
@@ -64,6 +65,7 @@ class _ValuePlan:
     nbytes: int
     codebook: Codebook | None = None
     stream: StreamPlan | None = None
+    levels: np.ndarray | None = None  # ROWAFFINE: the level alphabet
 
 
 @dataclasses.dataclass
@@ -81,8 +83,8 @@ class _Values:
     """Distinct non-zero values and their counts, with codebooks cached, so
     costing a value form for a given number of zero entries is cheap."""
 
-    def __init__(self, nz: np.ndarray, width: int, *, huffman: bool):
-        self.width, self.huffman, self.nnz = width, huffman, int(nz.size)
+    def __init__(self, nz: np.ndarray, width: int, *, huffman: bool, row: RowAffine | None = None):
+        self.width, self.huffman, self.nnz, self.row = width, huffman, int(nz.size), row
         self._cb: dict[bool, list[Codebook]] = {}
         self.uniq = self.counts = None  # None: too many distinct values for a codebook
         if nz.size > 4 * MAX_CODEBOOK and np.unique(nz[: 4 * MAX_CODEBOOK]).size > MAX_CODEBOOK:
@@ -107,6 +109,12 @@ class _Values:
 
     def plan(self, entries: int, zeros: int) -> _ValuePlan:
         best = _ValuePlan(RAW, 1 + entries * self.width)
+        if self.row is not None and entries:
+            levels, freqs = self.row.alphabet(zeros)
+            stream = plan_stream(freqs, levels.size, huffman=self.huffman)
+            cost = 1 + self.row.nbytes(levels, self.width) + stream.nbytes
+            if cost < best.nbytes:
+                best = _ValuePlan(ROWAFFINE, cost, None, stream, levels)
         if self.uniq is None:
             return best
         k = self.uniq.size + (1 if zeros else 0)
@@ -145,9 +153,11 @@ def _plan(pat: np.ndarray, width: int, vals: "_Values", *, index_bits: int | Non
     return best, nzpos
 
 
-def _write_values(entries: np.ndarray, vp: _ValuePlan, width: int) -> bytes:
+def _write_values(entries: np.ndarray, entry_levels, vp: _ValuePlan, row: RowAffine | None, width: int) -> bytes:
     if vp.kind == RAW:
         return bytes([RAW]) + entries.astype(np.dtype(f"<u{width}")).tobytes()
+    if vp.kind == ROWAFFINE:
+        return write_row_affine(row, vp.levels, width) + write_stream(np.searchsorted(vp.levels, entry_levels), vp.stream)
     cb = vp.codebook
     order = np.argsort(cb.patterns, kind="stable")
     idx = order[np.searchsorted(cb.patterns[order], entries)]
@@ -173,7 +183,8 @@ def encode_tensor(t: torch.Tensor, *, index_bits: int | None = None, huffman: bo
     pat0 = tensor_patterns(t)
     width = t.element_size()
     best = None
-    vals = _Values(pat0[pat0 != 0], width, huffman=huffman)  # the same for every scan order
+    row = find_row_affine(pat0, tuple(t.shape), width) if t.is_floating_point() else None
+    vals = _Values(pat0[pat0 != 0], width, huffman=huffman, row=row)  # the same for every scan order
     sparse = 0 < vals.nnz < pat0.size
     orders = (False, True) if sparse and t.dim() >= 2 and t.shape[0] > 1 and t.numel() > t.shape[0] else (False,)
     for transposed in orders:
@@ -183,17 +194,23 @@ def encode_tensor(t: torch.Tensor, *, index_bits: int | None = None, huffman: bo
             best = (plan, nzpos, pat, transposed)
     plan, nzpos, pat, transposed = best
     out = bytearray([plan.layout | (TRANSPOSED if transposed else 0)])
+    lev = _scan(row.levels, t.shape, transposed) if plan.values.kind == ROWAFFINE else None
+    entry_levels = None
     if plan.layout == DENSE:
-        entries = pat
+        entries, entry_levels = pat, lev
     elif plan.layout == BITMAP:
         out += bitmap_encode(pat != 0)
         entries = pat[nzpos]
+        entry_levels = None if lev is None else lev[nzpos]
     else:
         syms, is_filler = relative_encode(nzpos, plan.bits)
         out += bytes([plan.bits]) + varint(syms.size) + write_stream(syms, plan.index)
         entries = np.zeros(syms.size, dtype=pat.dtype)
         entries[~is_filler] = pat[nzpos]
-    out += _write_values(entries, plan.values, width)
+        if lev is not None:
+            entry_levels = np.zeros(syms.size, dtype=np.int64)
+            entry_levels[~is_filler] = lev[nzpos]
+    out += _write_values(entries, entry_levels, plan.values, row, width)
     if len(out) != plan.nbytes:
         raise AssertionError(f"encoded {len(out)} bytes, planned {plan.nbytes}")
     stats = _stats(t, pat, plan, width)
@@ -242,6 +259,17 @@ def decode_tensor(payload: bytes, dtype: torch.dtype, shape) -> torch.Tensor:
         if n_entries and cb.size == 0:
             raise CorruptStream("an empty codebook for a non-empty tensor")
         values = cb[read_stream(r, n_entries, max(cb.size, 1))] if n_entries else np.zeros(0, udt)
+    elif kind == ROWAFFINE:
+        rows = int(shape[0]) if len(shape) >= 2 else 0
+        if rows < 1:
+            raise CorruptStream("per-row scales for a tensor that is not a matrix")
+        scales, levels = read_row_affine(r, width, rows)
+        if n_entries and levels.size == 0:
+            raise CorruptStream("an empty level set for a non-empty tensor")
+        lv = levels[read_stream(r, n_entries, max(levels.size, 1))] if n_entries else np.zeros(0, np.int64)
+        pos = np.arange(numel) if where is None else (np.flatnonzero(where) if where.dtype == bool else where)
+        row_of = pos % rows if transposed else pos // (numel // rows)
+        values = row_affine_values(lv, scales[row_of], width)
     else:
         raise CorruptStream(f"unknown value form {kind}")
     r.done()
