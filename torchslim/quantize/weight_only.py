@@ -1,0 +1,39 @@
+"""Weight-only low-bit quantization (activations stay float): per group of
+``group_size`` input elements (or per output channel), by round-to-nearest
+or by GPTQ error compensation on a small calibration set. Layers GPTQ cannot
+handle (grouped/depthwise convolutions) fall back to round-to-nearest."""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from ..core.config import register_handler
+from .calib import calib_batches, capture_inputs
+from .configs import WeightOnlyConfig
+from .gptq import gptq_layer
+from .modules import quant_layers
+from .ptq import prepare, set_weight_qparams, weight_spec
+
+__all__ = ["quantize_weight_only"]
+
+
+def quantize_weight_only(model: nn.Module, calib_data=None, cfg: WeightOnlyConfig = WeightOnlyConfig()) -> nn.Module:
+    """Quantize the weights of ``model`` in place; returns it. The per-layer
+    GPTQ errors are in ``model.torchslim_quant_report``."""
+    gran = "group" if cfg.group_size else "channel"
+    prepare(model, wspec=weight_spec(cfg.bits, gran, cfg.group_size, cfg.symmetric), aspec=None, scope=cfg.scope)
+    set_weight_qparams(model, "minmax")
+    report = {}
+    if cfg.method == "gptq":
+        batches = calib_batches(calib_data, num_batches=cfg.num_batches, batch_size=cfg.batch_size)
+        for name, layer in quant_layers(model):
+            if getattr(layer, "groups", 1) != 1 or isinstance(getattr(layer, "padding", 0), str):
+                report[name] = {"method": "rtn (GPTQ does not handle grouped convolutions)"}
+                continue
+            report[name] = gptq_layer(layer, capture_inputs(model, layer, batches), damp=cfg.damp)
+    model.torchslim_quant_report = report
+    return model.eval()
+
+
+@register_handler(WeightOnlyConfig)
+def _weight_only_handler(model, cfg: WeightOnlyConfig, ctx):
+    return quantize_weight_only(model, ctx.calib_data, cfg)
