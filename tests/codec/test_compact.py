@@ -144,3 +144,14 @@ def test_encode_config_round_trip_and_stage(tmp_path):
     assert_same_state(m, torchslim.load(path))
     with pytest.raises(ConfigError, match="output folder"):
         apply(m, cfg, Context())
+
+
+def test_stats_rows_match_columns(tmp_path):
+    from torchslim.codec import STATS_COLUMNS, stats_rows
+
+    stats = save_compact(prune_cluster_(build_model("lenet300", dataset="digits")), tmp_path / "m.tslim")
+    rows = stats_rows(stats)
+    assert len(rows) == len(stats["tensors"]) and all(len(r) == len(STATS_COLUMNS) for r in rows)
+    fc1 = next(r for r in rows if r[0] == "fc1.weight")
+    h_idx, h_w = fc1[STATS_COLUMNS.index("idx H")], fc1[STATS_COLUMNS.index("w H")]
+    assert fc1[STATS_COLUMNS.index("idx huff")] >= h_idx and fc1[STATS_COLUMNS.index("w huff")] >= h_w
