@@ -49,7 +49,6 @@ class MiniLM(nn.Module):
             if num_layers is not None:
                 config.num_hidden_layers = num_layers
             bert = AutoModel.from_config(config)
-        bert.config.attn_implementation = "eager"
         self.bert = bert
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
