@@ -140,7 +140,9 @@ def test_encode_config_round_trip_and_stage(tmp_path):
     assert apply(m, cfg, ctx) is m
     path = Path(ctx.extras["artifact"])
     assert path == tmp_path / "encode" / "final.tslim" and path.exists()
-    assert ctx.extras["codec_stats"]["file_bytes"] == path.stat().st_size
+    assert ctx.extras["codec"]["file_bytes"] == path.stat().st_size
+    layers = {r["tensor"]: r for r in ctx.extras["codec_layers"]}
+    assert layers["fc1.weight"]["index_bits_huffman"] >= layers["fc1.weight"]["index_entropy"] > 0
     assert_same_state(m, torchslim.load(path))
     with pytest.raises(ConfigError, match="output folder"):
         apply(m, cfg, Context())

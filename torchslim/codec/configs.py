@@ -35,6 +35,7 @@ class EncodeConfig(Config):
 @register_handler(EncodeConfig)
 def _encode(model, config: EncodeConfig, ctx):
     from .compact import save_compact
+    from .stats import stats_records
 
     folder = None if ctx is None else (ctx.stage_out or ctx.out_dir)
     if folder is None:
@@ -43,5 +44,6 @@ def _encode(model, config: EncodeConfig, ctx):
     path = Path(folder) / config.filename
     stats = save_compact(model, path, index_bits=config.index_bits, huffman=config.huffman, fp16=config.fp16)
     ctx.extras["artifact"] = str(path)
-    ctx.extras["codec_stats"] = stats
+    ctx.extras["codec"] = {k: stats[k] for k in ("file_bytes", "header_bytes", "dense_fp32_bytes", "compression_ratio")}
+    ctx.extras["codec_layers"] = stats_records(stats)  # per layer: bits before/after Huffman, entropy bound
     return model

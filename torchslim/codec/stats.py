@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-__all__ = ["tensor_stats", "stats_rows", "STATS_COLUMNS"]
+__all__ = ["tensor_stats", "stats_rows", "stats_records", "STATS_COLUMNS"]
 
 
 def _binary_entropy(p: float) -> float:
@@ -69,3 +69,12 @@ def stats_rows(stats: dict) -> list[list]:
                      idx.get("fixed_bits"), idx.get("huffman_bits"), idx.get("entropy_bits"), s["codebook_size"],
                      w["fixed_bits"], w["huffman_bits"], w["entropy_bits"], s["bytes"], s["bits_per_nonzero"]])
     return rows
+
+
+def stats_records(stats: dict) -> list[dict]:
+    """One flat mapping per tensor (``STATS_COLUMNS`` as keys, snake-cased),
+    the shape report tables take."""
+    keys = ["tensor", "shape", "nonzero", "layout", "index_bits", "index_bits_fixed", "index_bits_huffman",
+            "index_entropy", "codebook", "weight_bits_fixed", "weight_bits_huffman", "weight_entropy", "bytes",
+            "bits_per_nonzero"]
+    return [dict(zip(keys, row)) for row in stats_rows(stats)]
