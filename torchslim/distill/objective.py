@@ -46,6 +46,11 @@ class DistillLoss:
 
     def __init__(self, config: DistillConfig, teacher: nn.Module, student: nn.Module | None = None):
         self.config = config
+        if config.layers is not None:
+            n_t = len(hf_layers(teacher))
+            bad = [j for j in config.layers.teacher_layers if not 0 <= j < n_t]
+            if bad:
+                raise ValueError(f"distill: teacher layers {bad} do not exist (the teacher has {n_t} layers)")
         feats = [h.teacher for h in config.hints] + [a.teacher for a in config.attention]
         self.teacher = Teacher(teacher, feature_names=feats, encoder=config.layers is not None,
                                cache=config.cache_teacher, call=self.call)
@@ -57,11 +62,6 @@ class DistillLoss:
         self._tap: FeatureTap | None = None
         self._enc: EncoderTap | None = None
         self.last_terms: dict[str, float] = {}
-        if config.layers is not None:
-            n_t = len(hf_layers(teacher))
-            bad = [j for j in config.layers.teacher_layers if not 0 <= j < n_t]
-            if bad:
-                raise ValueError(f"distill: teacher layers {bad} do not exist (the teacher has {n_t} layers)")
         if student is not None:
             try:
                 self._attach(student)
