@@ -11,8 +11,8 @@ import torch
 
 from torchslim.artifact import load
 
-ARGS = ["lenet300", "--dataset", "mnist", "--epochs", "2", "--batch-size", "32", "--max-steps-per-epoch", "700",
-        "--checkpoint-every-steps", "100", "--lr", "1e-3", "--no-progress", "--json"]
+ARGS = ["lenet300", "--dataset", "mnist", "--epochs", "2", "--batch-size", "32", "--max-steps-per-epoch", "300",
+        "--checkpoint-every-steps", "40", "--lr", "1e-3", "--no-progress", "--json"]
 
 
 def run_cli(out: Path, **popen):
@@ -29,7 +29,7 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     while time.time() < deadline:
         if ckpt.exists():
             state = torch.load(ckpt, weights_only=True)
-            if state["epoch"] == 0 and state["batch_in_epoch"] >= 200:
+            if state["epoch"] == 0 and state["batch_in_epoch"] >= 80:
                 break
         if victim.poll() is not None:
             raise AssertionError(f"training ended before it could be killed: {victim.stderr.read().decode()[-2000:]}")
@@ -41,7 +41,7 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err.decode()[-2000:]
     summary = json.loads(out)
-    assert summary["resumed_from"]["epoch"] == 0 and summary["resumed_from"]["batch_in_epoch"] >= 200
+    assert summary["resumed_from"]["epoch"] == 0 and summary["resumed_from"]["batch_in_epoch"] >= 80
     ref_out, ref_err = ref.communicate(timeout=300)
     assert ref.returncode == 0, ref_err.decode()[-2000:]
     a = load(tmp_path / "ref" / "model.safetensors")
