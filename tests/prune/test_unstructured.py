@@ -209,3 +209,19 @@ def test_artifact_shrinks_with_sparsity_and_round_trips(tmp_path):
     assert sizes[0.9] < sizes[0.5] < sizes[0.0]
     # bitmap (1 bit/weight) + 10% fp32 values ~ 0.13 of dense for the weights
     assert sizes[0.9] < 0.2 * sizes[0.0]
+
+
+def test_fisher_on_a_conv_layer_matches_per_sample_loop():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4))
+
+    class D:
+        x = torch.randn(16, 2, 6, 6)
+        y = torch.randint(0, 4, (16,))
+
+        def __len__(self):
+            return 16
+
+    f = importance_scores(net, {"0": net[0]}, "obd_fisher", data=D(), batches=1, batch_size=16)["0"]
+    grads = torch.stack(_batch_grads(net, D(), net[0].weight, 1))
+    assert torch.allclose(f, 0.5 * grads.pow(2).mean(0) * net[0].weight.detach().pow(2), rtol=1e-4, atol=1e-12)

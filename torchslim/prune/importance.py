@@ -150,11 +150,12 @@ def _fisher_diag(model, modules, data_batches, loss_fn, chunk: int = 32) -> dict
     keys = {n: by_id[id(_param(m))] for n, m in modules.items()}
     acc = {n: torch.zeros_like(_param(m)) for n, m in modules.items()}
     count = 0
-    params = {k: p.detach() for k, p in named.items()}
+    selected = {k: named[k].detach() for k in keys.values()}
+    others = {k: p.detach() for k, p in named.items() if k not in selected}
     buffers = dict(model.named_buffers())
 
-    def sample_loss(p, x, y):
-        net = lambda inp: functional_call(model, (p, buffers), (inp,))  # noqa: E731
+    def sample_loss(sel, x, y):  # per-sample gradients only for the scored weights (memory ~ chunk x their size)
+        net = lambda inp: functional_call(model, ({**others, **sel}, buffers), (inp,))  # noqa: E731
         return _loss_value(loss_fn, net, x[None], y[None])
 
     per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0))
@@ -162,7 +163,7 @@ def _fisher_diag(model, modules, data_batches, loss_fn, chunk: int = 32) -> dict
         for i in range(0, len(y), chunk):
             xs, ys = x[i: i + chunk], y[i: i + chunk]
             try:
-                grads = per_sample(params, xs, ys)
+                grads = per_sample(selected, xs, ys)
                 for n, k in keys.items():
                     acc[n] += grads[k].pow(2).sum(0)
             except Exception:  # a model vmap cannot trace (data-dependent control flow): one sample at a time
