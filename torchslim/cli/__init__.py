@@ -19,6 +19,7 @@ COMMANDS = [
     "sensitivity",
     "distill",
     "decompose",
+    "quantize",
 ]
 
 
