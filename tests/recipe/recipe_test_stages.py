@@ -70,6 +70,8 @@ def _finetune(model, cfg: Finetune, ctx):
     cbs = [_KillAt(cfg.kill_at_epoch, Path(cfg.flag))] if cfg.kill_at_epoch is not None else []
     res = fit(model, ctx.train_data, cfg.finetune, loss_fn=ctx.loss_fn, out_dir=ctx.stage_out, callbacks=cbs,
               progress=False)
+    ctx.extras["loss"] = None if ctx.loss_fn is None else type(ctx.loss_fn).__name__
+    ctx.extras["teacher_params"] = None if ctx.teacher is None else sum(p.numel() for p in ctx.teacher.parameters())
     ctx.extras["resumed_from"] = res.resumed_from
     ctx.extras["epochs_run"] = len(res.history)
     return model

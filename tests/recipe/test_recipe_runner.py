@@ -147,3 +147,22 @@ def test_cli_run_eval_compare(tmp_path, capsys):
     assert html.read_text().count("data:image/png;base64,") >= 1
     assert main(["run", str(rp), "--out", str(tmp_path / "c"), "stages.zero.fraction=2"]) == 2
     assert "fraction must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_recipe_level_distillation_from_the_baseline(tmp_path):
+    def r(**top):
+        x = recipe()
+        x["stages"][1] = {"name": "ft", "kind": "test.finetune"}
+        x.update(top)
+        return x
+
+    plain = run_recipe(r(), tmp_path / "plain", progress=False)
+    kd = run_recipe(r(teacher="baseline", distill={"temperature": 2.0, "alpha": 0.5}), tmp_path / "kd",
+                    progress=False)
+    assert plain["stages"][1]["extras"].get("loss") is None
+    ex = kd["stages"][1]["extras"]
+    assert ex["loss"] == "DistillLoss" and ex["teacher_params"] == kd["baseline"]["params"]
+    # the dense stage (before the baseline) is the same; the fine-tune differs
+    assert kd["baseline"]["accuracy"] == plain["baseline"]["accuracy"]
+    a, b = _weights(tmp_path / "kd" / kd["artifact"]), _weights(tmp_path / "plain" / plain["artifact"])
+    assert any(not torch.equal(a[k], b[k]) for k in a)
