@@ -233,6 +233,7 @@ METHOD_MODULES = [
     "torchslim.distill",
     "torchslim.decompose",
     "torchslim.codec",
+    "torchslim.export",
 ]
 
 

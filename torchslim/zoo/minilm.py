@@ -31,6 +31,9 @@ def tokenizer():
 
 
 class MiniLM(nn.Module):
+    # ONNX export names its one output like SentenceTransformer does.
+    onnx_output_names = ("sentence_embedding",)
+
     def __init__(self, pretrained: bool = True, num_layers: int | None = None):
         super().__init__()
         from transformers import AutoConfig, AutoModel
