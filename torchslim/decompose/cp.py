@@ -5,6 +5,8 @@ channels; stride, padding, dilation split by axis), ``1x1 (R -> O)`` with the
 bias. Factors from tensorly's ``parafac`` (ALS)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -20,9 +22,10 @@ def cp_factors(weight: torch.Tensor, rank: int, *, n_iter_max: int = 300, seed: 
     from tensorly.decomposition import parafac
 
     w = weight.detach().to(torch.float64).cpu().numpy()
-    init = "svd" if rank <= min(w.shape) else "random"
-    cp = parafac(tl.tensor(w), rank, init=init, n_iter_max=n_iter_max, tol=1e-10, random_state=seed,
-                 normalize_factors=False)
+    with warnings.catch_warnings():  # tensorly warns when a mode is smaller than the rank (harmless)
+        warnings.simplefilter("ignore", UserWarning)
+        cp = parafac(tl.tensor(w), rank, init="svd", n_iter_max=n_iter_max, tol=1e-10, random_state=seed,
+                     normalize_factors=False)
     a_out, a_in, a_h, a_w = (np.asarray(f) for f in cp.factors)
     return a_out * np.asarray(cp.weights)[None, :], a_in, a_h, a_w
 
