@@ -23,6 +23,9 @@ def load_model(spec: str, *, dataset: str | None = None, **kwargs) -> nn.Module:
     if spec in model_names():
         return build_model(spec, dataset=dataset, **kwargs)
     p = Path(spec)
+    if p.is_dir() and (p / "report.json").exists():  # a `torchslim run` output folder
+        p = p / json.loads((p / "report.json").read_text())["artifact"]
+        return load(p)
     if ":" in spec and not p.exists():
         return build_arch({"class": spec, "kwargs": kwargs}, where=spec)
     if p.suffix in (".safetensors", ".tslim") or p.exists() or "/" in spec:
