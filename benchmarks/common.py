@@ -49,7 +49,9 @@ def baseline(name: str, dataset: str = "mnist", seed: int = 0, *, progress: bool
             out = cache_dir() / "baselines" / f"run-{name}-{dataset}-s{seed}"
             res = fit(model, load_dataset(dataset, "train"), cfg, out_dir=out, progress=progress)
             save(model, path, metadata={"dataset": dataset, "train": cfg.to_dict()})
-            atomic_write_bytes(info_path, json.dumps({"train_seconds": res.seconds, "train": cfg.to_dict()}).encode())
+            atomic_write_bytes(info_path, json.dumps({
+                "train_seconds": sum(h["seconds"] for h in res.history),  # all epochs, across resumptions
+                "history": res.history, "train": cfg.to_dict()}).encode())
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     return load(path), info
 
