@@ -5,6 +5,8 @@ identical by construction; int32 biases and the fixed-point requantization of
 ORT's fused integer kernels can move a value on a rounding boundary by one
 step, so logits agree to a small fraction of their range and classes to >= 99%.
 """
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -140,3 +142,26 @@ def test_static_matmul_per_channel_axis_and_low_bit_weights(tmp_path):
     assert [a.i for a in dq[0].attribute if a.name == "axis"] == [1]
     sim = simulate(model, params, x)
     torch.testing.assert_close(OrtModel(path)(x), sim, atol=2e-3, rtol=0)
+
+
+def test_static_export_of_torchslim_ptq_model_matches_its_simulation(tmp_path, mnist_small):
+    """The quantize -> export contract: the fake-quant model of torchslim.quantize
+    and its ONNX Runtime int8 graph agree within the documented tolerance."""
+    from torchslim.quantize.configs import PTQConfig
+    from torchslim.quantize.ptq import quantize_static
+    from torchslim.zoo import ArrayDataset
+
+    model = _trained_cnn(mnist_small)
+    x = F.interpolate(mnist_small[1].x[:500], size=14)
+    calib = ArrayDataset(F.interpolate(mnist_small[0].x[1024:1536], size=14), mnist_small[0].y[1024:1536])
+    qmodel = quantize_static(model, calib, PTQConfig(num_batches=4, batch_size=128))
+    with torch.no_grad():
+        sim = qmodel(x)
+    path = to_onnx(qmodel, tmp_path / "q.onnx", (x[:2],), int8="static")
+    got = OrtModel(path)(x)
+    span = float(sim.abs().max())
+    assert float((got - sim).abs().max()) <= 0.05 * span
+    assert float((got - sim).abs().mean()) <= 0.005 * span
+    assert (got.argmax(1) == sim.argmax(1)).float().mean() >= 0.99
+    meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert set(json.loads(meta["torchslim.quantized_layers"])) == {"conv1", "conv2", "fc1", "fc2"}

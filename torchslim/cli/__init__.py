@@ -20,6 +20,9 @@ COMMANDS = [
     "distill",
     "decompose",
     "quantize",
+    "export",
+    "bench",
+    "prune-structured",
 ]
 
 
