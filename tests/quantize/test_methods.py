@@ -32,6 +32,7 @@ CASES = {
     "dynamic": DynamicConfig(),
     "weight_only_rtn": WeightOnlyConfig(method="rtn", bits=4, group_size=16),
     "weight_only_gptq": WeightOnlyConfig(method="gptq", bits=4, group_size=16, num_batches=1),
+    "weight_only_pow2": WeightOnlyConfig(method="pow2", bits=5),
     "mixed": MixedConfig(avg_bits=5.0, num_batches=1, candidate_bits=(4, 8)),
     "kmeans": KMeansConfig(bits=4, finetune=SMALL_FT),
     "qat": QATConfig(weight_bits=4, num_batches=1, finetune=SMALL_FT),
@@ -51,6 +52,13 @@ def test_handler_accuracy_and_artifact_round_trip(case, lenet5, tmp_path):
     x = test.x[:32]
     assert torch.allclose(r(x), q(x), atol=1e-6)
     assert len(quant_layers(r)) == len(quant_layers(q))
+    if case == "weight_only_pow2":
+        for name in ("conv1", "fc1"):
+            w = q.get_submodule(name).weight.detach()
+            for row in w.reshape(w.shape[0], -1):
+                mags = torch.unique(row.abs())
+                mags = mags[mags > 0]
+                assert len(mags) <= 15 and torch.equal(torch.log2(mags), torch.round(torch.log2(mags)))
     if case == "mixed":
         bits = ctx.extras["mixed_bits"]
         assert set(bits) == {"conv1", "conv2", "fc1", "fc2"} and set(bits.values()) <= {4, 8}

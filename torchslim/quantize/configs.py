@@ -91,11 +91,12 @@ class DynamicConfig(Config):
 @dataclasses.dataclass(frozen=True)
 class WeightOnlyConfig(Config):
     """Low-bit weights (activations stay float), per group of ``group_size``
-    input elements (0 = per output channel), by round-to-nearest or GPTQ."""
+    input elements (0 = per output channel), by round-to-nearest or GPTQ; or
+    ``pow2``: power-of-two levels per output channel (group_size ignored)."""
 
     bits: int = 4
     group_size: int = 32
-    method: Literal["rtn", "gptq"] = "gptq"
+    method: Literal["rtn", "gptq", "pow2"] = "gptq"
     symmetric: bool = True
     num_batches: int = 8
     batch_size: int = 128

@@ -1,15 +1,21 @@
 """Weight-only low-bit quantization (activations stay float): per group of
 ``group_size`` input elements (or per output channel), by round-to-nearest
 or by GPTQ error compensation on a small calibration set. Layers GPTQ cannot
-handle (grouped/depthwise convolutions) fall back to round-to-nearest."""
+handle (grouped/depthwise convolutions) fall back to round-to-nearest.
+
+``method="pow2"``: non-uniform power-of-two levels (0, ±2^e, 2^(bits-1)-1
+exponents per output channel ending at the channel's max); the weights are
+set to those levels directly (plain float layers; a codec finds the levels)."""
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 from ..core.config import register_handler
 from .calib import calib_batches, capture_inputs
 from .configs import WeightOnlyConfig
 from .gptq import gptq_layer
+from .kernels import pow2_quantize
 from .modules import quant_layers
 from .ptq import prepare, set_weight_qparams, weight_spec
 
@@ -19,6 +25,8 @@ __all__ = ["quantize_weight_only"]
 def quantize_weight_only(model: nn.Module, calib_data=None, cfg: WeightOnlyConfig = WeightOnlyConfig()) -> nn.Module:
     """Quantize the weights of ``model`` in place; returns it. The per-layer
     GPTQ errors are in ``model.torchslim_quant_report``."""
+    if cfg.method == "pow2":
+        return _pow2(model, cfg)
     gran = "group" if cfg.group_size else "channel"
     prepare(model, wspec=weight_spec(cfg.bits, gran, cfg.group_size, cfg.symmetric), aspec=None, scope=cfg.scope)
     set_weight_qparams(model, "minmax")
@@ -31,6 +39,17 @@ def quantize_weight_only(model: nn.Module, calib_data=None, cfg: WeightOnlyConfi
                 continue
             report[name] = gptq_layer(layer, capture_inputs(model, layer, batches), damp=cfg.damp)
     model.torchslim_quant_report = report
+    return model.eval()
+
+
+@torch.no_grad()
+def _pow2(model: nn.Module, cfg: WeightOnlyConfig) -> nn.Module:
+    cfg.scope.check_names(model)
+    for _, layer in cfg.scope.select(model):
+        w = layer.weight
+        amax = w.reshape(w.shape[0], -1).abs().amax(1).reshape(-1, *([1] * (w.dim() - 1)))
+        w.copy_(pow2_quantize(w, cfg.bits, amax))
+    model.torchslim_quant_report = {}
     return model.eval()
 
 
