@@ -23,6 +23,7 @@ COMMANDS = [
     "export",
     "bench",
     "prune-structured",
+    "encode",
 ]
 
 
