@@ -157,3 +157,20 @@ def test_stats_rows_match_columns(tmp_path):
     fc1 = next(r for r in rows if r[0] == "fc1.weight")
     h_idx, h_w = fc1[STATS_COLUMNS.index("idx H")], fc1[STATS_COLUMNS.index("w H")]
     assert fc1[STATS_COLUMNS.index("idx huff")] >= h_idx and fc1[STATS_COLUMNS.index("w huff")] >= h_w
+
+
+def test_encode_cli(tmp_path, capsys):
+    from torchslim.artifact import save
+    from torchslim.cli import encode as encode_verb
+
+    m = prune_cluster_(build_model("lenet300", dataset="digits"))
+    save(m, tmp_path / "m.safetensors")
+    parser = argparse.ArgumentParser()
+    encode_verb.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["encode", str(tmp_path / "m.safetensors"), str(tmp_path / "m.tslim"),
+                              "--index-bits", "5", "--json"])
+    assert encode_verb.run(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["file_bytes"] == (tmp_path / "m.tslim").stat().st_size
+    assert out["tensors"]["fc1.weight"]["index_bits"] == 5
+    assert_same_state(m, torchslim.load(tmp_path / "m.tslim"))
