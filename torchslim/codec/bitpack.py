@@ -19,8 +19,10 @@ def pack_fixed(values, width: int) -> bytes:
     if width == 0 or values.size == 0:
         return b""
     shifts = np.arange(width - 1, -1, -1, dtype=np.int64)
-    bits = ((values[:, None] >> shifts) & 1).astype(np.uint8)
-    return np.packbits(bits.reshape(-1)).tobytes()
+    chunk = 1 << 20  # bounded temporaries on large tensors
+    bits = np.concatenate([((values[lo:lo + chunk, None] >> shifts) & 1).astype(np.uint8).reshape(-1)
+                           for lo in range(0, values.size, chunk)])
+    return np.packbits(bits).tobytes()
 
 
 def fixed_nbytes(n: int, width: int) -> int:
@@ -32,9 +34,12 @@ def unpack_fixed(data: bytes, width: int, n: int) -> np.ndarray:
         return np.zeros(n, dtype=np.int64)
     if len(data) != fixed_nbytes(n, width):
         raise CorruptStream(f"fixed-width stream has {len(data)} bytes, expected {fixed_nbytes(n, width)}")
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[: n * width].reshape(n, width).astype(np.int64)
-    weights = np.int64(1) << np.arange(width - 1, -1, -1, dtype=np.int64)
-    return bits @ weights
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[: n * width].reshape(n, width)
+    out = np.zeros(n, dtype=np.int64)
+    for j in range(width):  # one column at a time: no n x width int64 temporary
+        out <<= 1
+        out |= bits[:, j]
+    return out
 
 
 def varint(n: int) -> bytes:

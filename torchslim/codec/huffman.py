@@ -21,6 +21,7 @@ __all__ = ["MAX_CODE_LEN", "code_lengths", "canonical_codes", "huffman_encode", 
            "huffman_bits", "entropy_bits"]
 
 MAX_CODE_LEN = 15
+_CHUNK = 1 << 20  # symbols per encoding block (memory bound only; the stream is continuous)
 
 
 class CorruptStream(ValueError):
@@ -126,11 +127,14 @@ def huffman_encode(symbols, lengths) -> tuple[bytes, int]:
     if ln.min() <= 0:
         raise ValueError("a symbol has no code (its frequency was zero)")
     width = int(ln.max())
-    aligned = codes[symbols] << (width - ln)  # left-aligned in `width` bits
     shifts = np.arange(width - 1, -1, -1, dtype=np.int64)
-    bits = ((aligned[:, None] >> shifts) & 1).astype(np.uint8)
-    keep = np.arange(width)[None, :] < ln[:, None]
-    flat = bits[keep]
+    parts = []
+    for lo in range(0, symbols.size, _CHUNK):  # bounded temporaries on large tensors
+        s, n = symbols[lo:lo + _CHUNK], ln[lo:lo + _CHUNK]
+        aligned = codes[s] << (width - n)  # left-aligned in `width` bits
+        bits = ((aligned[:, None] >> shifts) & 1).astype(np.uint8)
+        parts.append(bits[np.arange(width)[None, :] < n[:, None]])
+    flat = np.concatenate(parts)
     return np.packbits(flat).tobytes(), int(flat.size)
 
 
@@ -155,7 +159,7 @@ def _windows(data: bytes, width: int) -> np.ndarray:
     buf = np.concatenate([np.frombuffer(data, dtype=np.uint8), np.zeros(4, dtype=np.uint8)]).astype(np.uint32)
     v32 = (buf[:-4] << 24) | (buf[1:-3] << 16) | (buf[2:-2] << 8) | buf[3:-1]
     shifts = (32 - width - np.arange(8, dtype=np.uint32)).astype(np.uint32)
-    return ((v32[:, None] >> shifts[None, :]) & np.uint32((1 << width) - 1)).reshape(-1)
+    return ((v32[:, None] >> shifts[None, :]) & np.uint32((1 << width) - 1)).astype(np.uint16).reshape(-1)
 
 
 def huffman_decode(data: bytes, n_symbols: int, lengths) -> np.ndarray:
@@ -174,11 +178,13 @@ def huffman_decode(data: bytes, n_symbols: int, lengths) -> np.ndarray:
         raise CorruptStream(f"{n_symbols} symbols cannot fit in {n_bits} bits")
     sym_t, len_t, width = _decode_table(lengths)
     win = _windows(data, width)
-    step = len_t[win]
+    step = len_t.astype(np.uint8)[win]
     # chain[p]: where the codeword starting at bit p ends. Sentinels: n_bits is
     # "the end"; n_bits + 1 means "invalid or past the end" and is sticky.
-    chain = np.empty(n_bits + 2, dtype=np.int64)
-    chain[:n_bits] = np.arange(n_bits, dtype=np.int64) + step
+    idx = np.int32 if n_bits + 2 < (1 << 31) else np.int64
+    chain = np.empty(n_bits + 2, dtype=idx)
+    chain[:n_bits] = np.arange(n_bits, dtype=idx)
+    chain[:n_bits] += step
     chain[:n_bits][step == 0] = n_bits + 1
     np.minimum(chain, n_bits + 1, out=chain)
     chain[n_bits:] = n_bits + 1
