@@ -114,12 +114,8 @@ def _plan(layers, amount, ranking, layer_amounts, *, target: bool) -> list[tuple
     def total_after(names, amt, where):
         numel = sum(layers[n].weight.numel() for n in names)
         already = sum(zeros(n) for n in names)
-        if target:  # amt is the final sparsity of the group
-            if isinstance(amt, int) and not isinstance(amt, bool):
-                goal = _count(amt, numel, where)
-            else:
-                goal = _count(float(amt), numel, where)
-            return max(already, goal)
+        if target:  # amt is the group's final sparsity (or final count of pruned weights)
+            return max(already, _count(amt, numel, where))
         return already + _count(amt, numel - already, where)
 
     groups = [([n], total_after([n], a, f"layer {n!r}")) for n, a in layer_amounts.items()]
