@@ -174,3 +174,18 @@ def test_encode_cli(tmp_path, capsys):
     assert out["file_bytes"] == (tmp_path / "m.tslim").stat().st_size
     assert out["tensors"]["fc1.weight"]["index_bits"] == 5
     assert_same_state(m, torchslim.load(tmp_path / "m.tslim"))
+
+
+def test_negative_zeros_from_mask_multiplication(tmp_path):
+    m = prune_cluster_(build_model("lenet300", dataset="digits"))
+    with torch.no_grad():
+        m.fc1.weight.copy_(m.fc1.weight * (m.fc1.weight != 0) * torch.where(torch.rand_like(m.fc1.weight) < 0.5, -1.0, 1.0))
+    w = m.fc1.weight.detach()
+    assert torch.signbit(w[w == 0]).any()  # -0.0 present, as mask products leave them
+    plain = save_compact(m, tmp_path / "a.tslim")
+    exact = save_compact(m, tmp_path / "b.tslim", signed_zeros=True)
+    assert plain["tensors"]["fc1.weight"]["nonzero"] == int((w != 0).sum())
+    assert plain["file_bytes"] < exact["file_bytes"]
+    a, b = torchslim.load(tmp_path / "a.tslim"), torchslim.load(tmp_path / "b.tslim")
+    assert torch.equal(a.fc1.weight, w) and not torch.signbit(a.fc1.weight[a.fc1.weight == 0]).any()
+    assert_same_state(m, b)  # bit for bit, signs of zeros included

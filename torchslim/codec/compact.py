@@ -32,15 +32,20 @@ _DTYPES = {str(d).removeprefix("torch."): d for d in (
 
 
 def encode_state(state: dict[str, torch.Tensor], *, index_bits: int | dict[str, int] | None = None,
-                 huffman: bool = True) -> tuple[list[tuple[str, bytes]], dict]:
+                 huffman: bool = True, signed_zeros: bool = False) -> tuple[list[tuple[str, bytes]], dict]:
     """Encode a state dict: (sections, per-tensor stats). ``index_bits`` fixes
     the relative sparse-index width for all tensors, or per tensor name (a
-    dict; tensors not named choose theirs)."""
+    dict; tensors not named choose theirs). Unless ``signed_zeros``, -0.0 is
+    stored as 0.0 (an equal value): pruning by multiplying with a mask turns
+    every negative pruned weight into -0.0, which would otherwise count as a
+    stored non-zero. Everything else round-trips bit for bit."""
     sections, stats = [], {}
     for name, t in state.items():
         if str(t.dtype).removeprefix("torch.") not in _DTYPES:
             raise ArtifactError(f"tensor {name!r}: dtype {t.dtype} is not supported by the compact format; "
                                 "convert it or save with torchslim.save")
+        if not signed_zeros and t.is_floating_point():
+            t = torch.where(t == 0, torch.zeros((), dtype=t.dtype), t.detach())
         bits = index_bits.get(name) if isinstance(index_bits, dict) else index_bits
         payload, s = encode_tensor(t, index_bits=bits, huffman=huffman)
         sections.append((name, payload))
@@ -72,7 +77,7 @@ def _minimal_structure(model: nn.Module, arch: dict) -> dict:
 
 def save_compact(model: nn.Module, path: str | os.PathLike, *, index_bits: int | dict[str, int] | None = None,
                  huffman: bool = True, fp16: bool = False, arch: dict | None = None,
-                 metadata: dict | None = None) -> dict:
+                 metadata: dict | None = None, signed_zeros: bool = False) -> dict:
     """Write ``model`` as a compact artifact (atomic) and return its stats:
     ``file_bytes``, ``dense_fp32_bytes`` (4 bytes per parameter),
     ``compression_ratio``, ``header_bytes`` and per-tensor coding figures
@@ -81,13 +86,16 @@ def save_compact(model: nn.Module, path: str | os.PathLike, *, index_bits: int |
 
     ``index_bits`` fixes the relative sparse-index width (1..12) instead of
     choosing the best per tensor; ``huffman=False`` keeps fixed-width codes;
-    ``fp16`` stores float32 tensors as float16 (lossy, like torchslim.save)."""
+    ``fp16`` stores float32 tensors as float16 (lossy, like torchslim.save);
+    ``signed_zeros`` keeps -0.0 apart from 0.0 (see ``encode_state``).
+    The loaded weights equal the saved ones bit for bit (up to the sign of
+    zeros unless ``signed_zeros``)."""
     path = Path(path)
     arch_d = fmt.arch_of(model, arch)
     state = fmt.permanent_state(model)
     if fp16:
         state = {k: (v.to(torch.float16) if v.dtype == torch.float32 else v) for k, v in state.items()}
-    sections, tstats = encode_state(state, index_bits=index_bits, huffman=huffman)
+    sections, tstats = encode_state(state, index_bits=index_bits, huffman=huffman, signed_zeros=signed_zeros)
     meta = {"format": COMPACT_FORMAT, "arch": arch_d, "structure": _minimal_structure(model, arch_d),
             "tensors": [[str(state[n].dtype).removeprefix("torch."), list(state[n].shape)] for n, _ in sections]}
     if metadata:
