@@ -442,12 +442,28 @@ def _elementwise(g: DependencyGraph, node: fx.Node, args, kwargs, shapes) -> Ann
             continue  # broadcast along the channel axis
         if raw.op == "get_attr":
             owner, _, attr = raw.target.rpartition(".")
+            if not _resizable(g.model, owner):
+                for sid in res.spaces():
+                    g.freeze(sid, f"bare parameter {raw.target!r}: a saved artifact could not rebuild its new shape")
+                continue
             g.consume(res, owner, [(attr, d)], role="norm")
         else:
             g.unhandled(node.name, str(getattr(node.target, "__name__", node.target)),
                         f"combines tracked channels with the untracked tensor {raw.name}", tracked)
             return None
     return res
+
+
+def _resizable(model: nn.Module, owner: str) -> bool:
+    """A parameter read directly by a forward can be sliced only if the
+    artifact records its owner's structure (a registered module spec with a
+    build or patch), so ``torchslim.load`` rebuilds the new shape."""
+    from ..artifact.specs import _SPECS, plain_type, type_key
+
+    if not owner:
+        return False
+    entry = _SPECS.get(type_key(plain_type(model.get_submodule(owner))))
+    return entry is not None and (entry.build is not None or entry.patch is not None)
 
 
 def _first(g, node, args, kwargs, shapes):

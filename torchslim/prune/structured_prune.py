@@ -67,18 +67,26 @@ class StructuredPlan:
                  scores: dict[int, torch.Tensor], round_to: int | None):
         self.model, self.graph, self.groups, self.scores, self.round_to = model, graph, groups, scores, round_to
 
-    def removal(self, ratio: float) -> dict[int, torch.Tensor]:
+    def keep_counts(self, ratio: float) -> dict[int, int]:
+        return {g.id: _n_keep(g.size, ratio, self.round_to, g.kind) for g in self.groups}
+
+    def removal(self, keep: dict[int, int] | float) -> dict[int, torch.Tensor]:
+        """Channels each group loses (its least important ones)."""
+        if not isinstance(keep, dict):
+            keep = self.keep_counts(keep)
         out = {}
         for g in self.groups:
-            keep = _n_keep(g.size, ratio, self.round_to, g.kind)
-            if keep < g.size:
+            k = keep[g.id]
+            if k < g.size:
                 order = torch.argsort(self.scores[g.id], stable=True)
-                out[g.id] = torch.sort(order[:g.size - keep]).values
+                out[g.id] = torch.sort(order[:g.size - k]).values
         return out
 
-    def apply(self, ratio: float, *, inplace: bool = False) -> nn.Module:
+    def apply(self, keep: dict[int, int] | float, *, inplace: bool = False) -> nn.Module:
+        """Prune a copy (or the model itself) keeping ``keep[group.id]`` channels
+        per group, or the channel fraction ``1 - keep`` if a float is given."""
         model = self.model if inplace else copy.deepcopy(self.model)
-        return prune_groups(model, self.groups, self.removal(ratio))
+        return prune_groups(model, self.groups, self.removal(keep))
 
 
 def _check_plain(model: nn.Module) -> None:
@@ -138,51 +146,89 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
     if round_to is not None and round_to < 1:
         raise ConfigError(f"round_to must be a positive integer or None, got {round_to}")
     example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    _check_plain(model)
     work = copy.deepcopy(model)
     plan = structured_plan(work, example_inputs, importance=importance, scope=scope, round_to=round_to,
                            best_effort=best_effort, calib_data=calib_data)
     if not plan.groups:
         raise ModelError("no prunable channel group is in scope (every group is frozen or excluded); "
                          "check the scope, or see torchslim.graph.build_dependency_graph(model, inputs).groups()")
-    chosen = ratio
+    keep = plan.keep_counts(ratio)
     achieved = None
     if target != "channels" and ratio > 0:
-        chosen, achieved = _search_ratio(plan, example_inputs, target, ratio)
-    pruned = plan.apply(chosen, inplace=True)
+        keep, achieved = _search(plan, example_inputs, target, ratio)
+    pruned = plan.apply(keep, inplace=True)
     pruned.torchslim_structured = {
-        "target": target, "ratio": ratio, "channel_ratio": chosen, "achieved_reduction": achieved,
+        "target": target, "ratio": ratio, "achieved_reduction": achieved,
         "importance": importance, "method": plan.graph.method, "notes": list(plan.graph.notes),
-        "groups": [{"name": g.name, "kind": g.kind, "before": g.size,
-                    "after": g.size - len(plan.removal(chosen).get(g.id, []))} for g in plan.groups],
+        "groups": [{"name": g.name, "kind": g.kind, "before": g.size, "after": keep[g.id]} for g in plan.groups],
     }
     return pruned
 
 
-def _search_ratio(plan: StructuredPlan, example_inputs: tuple, target: str, ratio: float) -> tuple[float, float]:
-    """The channel ratio whose pruned model removes ``ratio`` of the cost
-    (bisection on real pruned copies: the cost is monotone in the ratio)."""
+def _search(plan: StructuredPlan, example_inputs: tuple, target: str, want: float,
+            tol: float = 0.01) -> tuple[dict[int, int], float]:
+    """Per-group channel counts whose pruned model removes ``want`` of the cost.
+
+    Bisection on the common channel fraction (each candidate counted on a real
+    pruned copy; the cost is monotone in the fraction), then, because rounding
+    makes the cost a staircase, a walk that moves groups one at a time from the
+    last fraction below the target to the first above it, keeping the closest."""
     base = count_cost(plan.model, example_inputs, target)
-    want = ratio
 
-    def reduction(r: float) -> float:
-        return 1.0 - count_cost(plan.apply(r), example_inputs, target) / base
+    def reduction(keep: dict[int, int]) -> float:
+        return 1.0 - count_cost(plan.apply(keep), example_inputs, target) / base
 
-    lo, hi = 0.0, 0.999
-    best = (0.0, 0.0)
-    top = reduction(hi)
-    if top < want * 0.95:
+    lo_k, hi_k = plan.keep_counts(0.0), plan.keep_counts(0.999)
+    lo_red, hi_red = 0.0, reduction(hi_k)
+    if hi_red < want * 0.95:
         raise ModelError(
             f"cannot remove {want:.0%} of the {target}: pruning every group in scope to one channel removes only "
-            f"{top:.1%}; widen the scope or lower the ratio")
-    for _ in range(20):
+            f"{hi_red:.1%}; widen the scope or lower the ratio")
+    best = (lo_k, lo_red) if abs(lo_red - want) < abs(hi_red - want) else (hi_k, hi_red)
+    lo, hi = 0.0, 0.999
+    for _ in range(16):
+        if abs(best[1] - want) <= tol * want:
+            return best
         mid = (lo + hi) / 2
-        red = reduction(mid)
+        k = plan.keep_counts(mid)
+        red = reduction(k)
         if abs(red - want) < abs(best[1] - want):
-            best = (mid, red)
-        if abs(red - want) <= 0.01 * want:
-            break
+            best = (k, red)
         if red < want:
-            lo = mid
+            lo, lo_k, lo_red = mid, k, red
         else:
-            hi = mid
+            hi, hi_k, hi_red = mid, k, red
+    # walk between the brackets, largest groups first
+    keep = dict(lo_k)
+    for g in sorted(plan.groups, key=lambda g: -g.size):
+        if keep[g.id] == hi_k[g.id]:
+            continue
+        keep[g.id] = hi_k[g.id]
+        red = reduction(keep)
+        if abs(red - want) < abs(best[1] - want):
+            best = (dict(keep), red)
+        if red >= want:
+            break
+    # rounding can leave every bracket combination off target: local search,
+    # one group one step (1 channel, or round_to) at a time
+    for _ in range(8):
+        if abs(best[1] - want) <= tol * want:
+            break
+        improved = None
+        for g in plan.groups:
+            step = plan.round_to if plan.round_to and g.kind != "heads" and g.size > plan.round_to else 1
+            for k in (best[0][g.id] - step, best[0][g.id] + step):
+                if not 1 <= k <= g.size:
+                    continue
+                cand = {**best[0], g.id: k}
+                red = reduction(cand)
+                if abs(red - want) < abs((improved or best)[1] - want):
+                    improved = (cand, red)
+        if improved is None:
+            break
+        best = improved
+    if abs(best[1] - want) > 0.05 * want:
+        warnings.warn(f"structured pruning removed {best[1]:.1%} of the {target} instead of {want:.0%}: the channel "
+                      "counts (round_to, small groups) allow no closer split", stacklevel=3)
     return best
