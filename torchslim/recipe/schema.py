@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ class ModelSpec(Config):
             if self.zoo not in model_names():
                 raise ConfigError(f"model.zoo: unknown zoo model {self.zoo!r}; known: {model_names()}")
         if self.artifact is not None:
+            object.__setattr__(self, "artifact", os.path.expanduser(self.artifact))
             if self.kwargs:
                 raise ConfigError("model.kwargs: an artifact rebuilds itself; remove kwargs")
             if not Path(self.artifact).is_file():
@@ -212,7 +214,7 @@ def parse_model_spec(value: Any, where: str = "model") -> ModelSpec:
 
         if value in model_names():
             value = {"zoo": value}
-        elif ":" in value and not Path(value).exists():
+        elif ":" in value and not Path(value).expanduser().exists():
             value = {"import_path": value}
         else:
             value = {"artifact": value}
