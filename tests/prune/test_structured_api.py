@@ -182,3 +182,36 @@ def test_cli_prune_structured(tmp_path, capsys):
     assert abs(1 - rep["after"]["params"] / rep["before"]["params"] - 0.5) <= 0.025
     back = load(out)
     assert sum(p.numel() for p in back.parameters()) == rep["after"]["params"]
+
+
+def test_remove_dead_residual_blocks(tmp_path):
+    """Oracle: a block whose branch outputs zero is the identity; removing it keeps the outputs."""
+    from torchslim.prune import remove_blocks, residual_blocks
+
+    m = build_model("resnet8", dataset="mnist", blocks=[2, 2, 1]).eval()
+    x = (torch.rand(3, 1, 28, 28),)
+    assert set(residual_blocks(m, x)) == {"layer1.0", "layer1.1", "layer2.1"}  # layer2.0 has a downsample conv
+    with torch.no_grad():
+        m.layer2[1].bn2.weight.zero_()
+        m.layer2[1].bn2.bias.zero_()
+        ref = m(*x)
+    p = remove_blocks(m, x, count=1)
+    assert p.torchslim_blocks["removed"] == ["layer2.1"] and isinstance(p.layer2[1], nn.ReLU)
+    with torch.no_grad():
+        torch.testing.assert_close(p(*x), ref)
+    back = load(save(p, tmp_path / "r.safetensors"))
+    with torch.no_grad():
+        torch.testing.assert_close(back(*x), ref)
+
+    v = build_model("vit", dataset="mnist").eval()
+    with torch.no_grad():
+        for lin in (v.blocks[1].attn.proj, v.blocks[1].mlp.fc2):
+            lin.weight.zero_()
+            lin.bias.zero_()
+        ref = v(*x)
+    p = remove_blocks(v, x, count=1)
+    assert isinstance(p.blocks[1], nn.Identity)
+    with torch.no_grad():
+        torch.testing.assert_close(p(*x), ref)
+    with pytest.raises(ModelError, match="removable"):
+        remove_blocks(v, x, count=5)

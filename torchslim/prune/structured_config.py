@@ -23,7 +23,8 @@ __all__ = ["StructuredConfig"]
 @dataclasses.dataclass(frozen=True)
 class StructuredConfig(Config):
     """Remove ``ratio`` of the channels / params / MACs (``target``), ranking
-    channels by ``importance``; ``slimming`` trains with an L1 penalty of
+    channels by ``importance``; ``blocks`` whole residual blocks are removed
+    first (least output change on the calibration data); ``slimming`` trains with an L1 penalty of
     ``slimming_strength`` on BatchNorm scales first (use with importance
     "bn_scale")."""
 
@@ -33,6 +34,7 @@ class StructuredConfig(Config):
     scope: Scope = dataclasses.field(default_factory=Scope)
     round_to: int | None = None
     best_effort: bool = False
+    blocks: int = 0
     slimming: TrainConfig | None = None
     slimming_strength: float = 1e-4
     finetune: TrainConfig | None = None
@@ -42,6 +44,8 @@ class StructuredConfig(Config):
             raise ConfigError(f"StructuredConfig.ratio must be in [0, 1), got {self.ratio}")
         if self.round_to is not None and self.round_to < 1:
             raise ConfigError(f"StructuredConfig.round_to must be a positive integer or null, got {self.round_to}")
+        if self.blocks < 0:
+            raise ConfigError(f"StructuredConfig.blocks must be >= 0, got {self.blocks}")
         if self.slimming_strength < 0:
             raise ConfigError(f"StructuredConfig.slimming_strength must be >= 0, got {self.slimming_strength}")
 
@@ -60,6 +64,7 @@ def _apply_structured(model: nn.Module, cfg: StructuredConfig, ctx) -> nn.Module
     from ..train import fit
     from ..zoo import example_inputs as zoo_inputs
     from .slimming import SlimmingPenalty
+    from .structured_blocks import remove_blocks
     from .structured_prune import structured
 
     if (cfg.slimming or cfg.finetune) and (ctx is None or ctx.train_data is None):
@@ -69,6 +74,9 @@ def _apply_structured(model: nn.Module, cfg: StructuredConfig, ctx) -> nn.Module
             callbacks=[SlimmingPenalty(model, cfg.slimming_strength, scope=cfg.scope)], progress=ctx.progress)
     inputs = (ctx.example_inputs if ctx is not None and ctx.example_inputs is not None
               else zoo_inputs(model, getattr(ctx, "dataset", None)))
+    if cfg.blocks:
+        model = remove_blocks(model, inputs, count=cfg.blocks, calib_data=getattr(ctx, "calib_data", None),
+                              scope=cfg.scope)
     pruned = structured(model, inputs, ratio=cfg.ratio, target=cfg.target, importance=cfg.importance,
                         scope=cfg.scope, round_to=cfg.round_to, best_effort=cfg.best_effort,
                         calib_data=getattr(ctx, "calib_data", None))
