@@ -79,7 +79,8 @@ def main():
         if o is not None:
             row["ort_accuracy"] = acc(o)
             row["onnx_bytes"] = nbytes
-            row["ort_vs_sim_max_abs_logit_diff"] = float((o(test.x[:1000]) - q(test.x[:1000])).abs().max())
+            with torch.no_grad():
+                row["ort_vs_sim_max_abs_logit_diff"] = float((o(test.x[:1000]) - q(test.x[:1000])).abs().max())
         row["drop_points_ort" if o is not None else "drop_points_sim"] = 100 * (f_acc - row.get("ort_accuracy", row["sim_accuracy"]))
         print(tag, {k: v for k, v in row.items() if k != "config"})
         return q, row

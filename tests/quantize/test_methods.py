@@ -121,6 +121,10 @@ def test_choose_bits_respects_budget_and_prefers_insensitive_layers():
     assert bits == {"a": 8, "b": 2}
     bits = choose_bits(sens, sizes, 3.0)
     assert bits == {"a": 4, "b": 2}
+    # a big layer's step overshoots the budget; the left-over goes to the small layer
+    sens2 = {"big": {2: 1.0, 4: 0.5, 8: 0.0}, "small": {2: 5.0, 4: 1.0, 8: 0.0}}
+    bits = choose_bits(sens2, {"big": 1000, "small": 10}, 3.0)
+    assert bits == {"big": 2, "small": 8}
 
 
 def test_mixed_hessian_traces_match_exact_hessian():

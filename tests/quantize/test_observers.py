@@ -106,6 +106,18 @@ def test_kl_threshold_matches_reference():
     assert float(lo) == 0.0 and 0 < float(hi) <= x.max()
 
 
+def test_kl_asymmetric_keeps_a_one_sided_spike():
+    """A normalised image: background spike at -0.42, digits spread up to 2.8.
+    The negative side must not be clipped (that would erase the background)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((20000,), -0.4242)
+    x[:4000] = torch.rand(4000, generator=g) * 3.2 - 0.4242
+    o = KLObserver(ACT)
+    o.observe(x)
+    lo, hi = o.range()
+    assert float(lo) <= float(x.min()) + 1e-6 and 0.5 < float(hi) <= float(x.max()) + 1e-6
+
+
 def test_unknown_observer_and_empty():
     with pytest.raises(ConfigError, match="use one of"):
         make_observer("nope", ACT)

@@ -7,10 +7,10 @@ Sensitivity of layer L at b bits, measured on calibration data:
 * ``hessian``: HAWQ-v2's Tr(H_L)/n_L * ||W_L - Q_b(W_L)||^2 with the Hessian
   trace of the loss w.r.t. W_L estimated by Hutchinson's method.
 
-Selection (greedy, on the Pareto steps): start every layer at the widest
-candidate and, while the average weight bits exceed the budget, take the
-step (one layer one candidate narrower) that adds the least sensitivity per
-bit saved. The chosen bits are returned and kept in ``ctx.extras["mixed_bits"]``.
+Selection (greedy): start every layer at the widest candidate and, while
+the average weight bits exceed the budget, take the step (one layer one
+candidate narrower) that adds the least sensitivity per bit saved; then spend
+any budget left on the upgrades that remove the most sensitivity per bit. The chosen bits are returned and kept in ``ctx.extras["mixed_bits"]``.
 """
 from __future__ import annotations
 
@@ -120,6 +120,23 @@ def choose_bits(sens: dict[str, dict[int, float]], sizes: dict[str, int], avg_bi
             cost = (s[b2] - s[bits[n]]) / (sizes[n] * (bits[n] - b2))
             if best is None or cost < best[0]:
                 best = (cost, n, b2)
+        if best is None:
+            break
+        bits[best[1]] = best[2]
+    # the steps are coarse (a big layer's step can overshoot): spend what is
+    # left of the budget on the upgrades that remove the most sensitivity per bit
+    while True:
+        best = None
+        for n, s in mono.items():
+            higher = [b for b in s if b > bits[n]]
+            if not higher:
+                continue
+            b2 = min(higher)
+            if used() + sizes[n] * (b2 - bits[n]) > budget + 1e-9:
+                continue
+            gain = (s[bits[n]] - s[b2]) / (sizes[n] * (b2 - bits[n]))
+            if best is None or gain > best[0]:
+                best = (gain, n, b2)
         if best is None:
             break
         bits[best[1]] = best[2]

@@ -192,14 +192,37 @@ def kl_threshold(values: np.ndarray, levels: int, *, bins: int = 2048, stride: i
 
 
 class KLObserver(_SampleObserver):
+    """Entropy calibration. Symmetric specs clip |x| at one threshold. For
+    asymmetric specs each side of zero gets its own threshold with its share
+    of the levels (proportional to its range), so a spike at a non-zero value
+    on one side (e.g. the background of a normalised image) is never clipped
+    by the other side's statistics. Each threshold is floored at the
+    ``floor_percentile`` of that side's magnitudes: the TensorRT criterion
+    compares shapes, not clipping error, and degenerates when much of the mass
+    sits at the extreme (it would clip a spike away); the floor caps the
+    clipped fraction at 0.1%."""
+
+    floor_percentile = 99.9
+
+    def _threshold(self, side: np.ndarray, levels: int) -> float:
+        if side.size == 0:
+            return 0.0
+        return max(kl_threshold(side, levels), float(np.percentile(side, self.floor_percentile)))
+
     def range(self):
         v = self.values().numpy()
-        nonneg = float(self.lo) >= 0
-        levels = (self.spec.qmax - self.spec.qmin) if nonneg else (self.spec.qmax - self.spec.qmin) // 2
-        t = kl_threshold(v, max(levels, 2))
-        lo = torch.clamp(self.lo, min=-t, max=0.0)
-        hi = torch.clamp(self.hi, min=0.0, max=t)
-        return lo, hi
+        spec = self.spec
+        total = spec.qmax - spec.qmin
+        if spec.symmetric:
+            t = self._threshold(np.abs(v), max(2, total // 2))
+            return torch.clamp(self.lo, min=-t, max=0.0), torch.clamp(self.hi, min=0.0, max=t)
+        lo, hi = float(min(self.lo, 0.0)), float(max(self.hi, 0.0))
+        if hi - lo == 0:
+            return torch.tensor(0.0), torch.tensor(0.0)
+        n_neg = int(round(total * -lo / (hi - lo)))
+        t_neg = self._threshold(-v[v < 0], max(2, n_neg)) if lo < 0 else 0.0
+        t_pos = self._threshold(v[v > 0], max(2, total - n_neg)) if hi > 0 else 0.0
+        return torch.tensor(-t_neg, dtype=torch.float32), torch.tensor(t_pos, dtype=torch.float32)
 
 
 OBSERVERS = {"minmax": MinMaxObserver, "moving_average": MovingAverageObserver, "percentile": PercentileObserver,
