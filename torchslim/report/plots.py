@@ -30,7 +30,14 @@ def run_points(report: dict) -> list[dict]:
         if s.get("metrics"):
             pts.append({"label": f"{s['index']}:{s['name']}", "metrics": s["metrics"]})
     pts.append({"label": "final", "metrics": report["final"]})
-    return pts
+    merged: list[dict] = []  # a stage that changed nothing measurable shares its point with the one before
+    for p in pts:
+        key = lambda m: (m.get("size_bytes"), m.get("accuracy"))
+        if merged and key(merged[-1]["metrics"]) == key(p["metrics"]):
+            merged[-1] = {"label": f"{merged[-1]['label']} = {p['label']}", "metrics": merged[-1]["metrics"]}
+        else:
+            merged.append(p)
+    return merged
 
 
 def plot_tradeoff(runs: dict[str, dict], x: str, *, xlabel: str, title: str) -> bytes | None:
