@@ -4,9 +4,11 @@ Targets (issue 4): static int8 PTQ loses <= 0.1 accuracy points in ONNX
 Runtime; 4-bit weights with int8 activations lose <= 0.5 points with the best
 PTQ method; QAT at 4 bits ends within 0.2 points of float.
 
-Data discipline: calibration = 1,024 images held out of the train split;
-the method/observer to report is *chosen* on a further 5,000-image holdout of
-train (never the test split); accuracy is measured on the 10,000 test images.
+Data discipline: calibration = 1,024 images of the train split; the
+method/observer to report is *chosen* on a further 5,000 train images (never
+the test split) by fidelity to the float model (mean KL divergence of the
+softmax outputs; the baseline was trained on all of train, so accuracy there
+is ~100% and cannot choose); accuracy is measured on the 10,000 test images.
 Every static-int8 model is exported with torchslim.export (QDQ, opset 17) and
 evaluated in ONNX Runtime as well as in simulation. Latency (ORT int8 vs ORT
 fp32, and vs torch fp32) comes from alternating pairs in one process, batch
@@ -64,6 +66,14 @@ def main():
     def acc(m, data=test):
         return evaluate(m, data)["accuracy"]
 
+    with torch.no_grad():
+        ref_logp = torch.log_softmax(base(select.x), 1)
+
+    def fidelity_kl(m):
+        with torch.no_grad():
+            logp = torch.log_softmax(m(select.x), 1)
+        return float((ref_logp.exp() * (ref_logp - logp)).sum(1).mean())
+
     f_acc = acc(base)
     f_ort, f_bytes = _ort(base, tmp / "float.onnx", example)
     res["float"] = {"torch_accuracy": f_acc, "ort_accuracy": acc(f_ort) if f_ort else None, "onnx_bytes": f_bytes}
@@ -74,7 +84,7 @@ def main():
     def run_static(tag, cfg, model=None):
         with Timer() as t:
             q = apply(copy.deepcopy(base) if model is None else model, cfg, ctx)
-        row = {"config": cfg.to_dict(), "seconds": t.seconds, "sim_accuracy": acc(q), "select_accuracy": acc(q, select)}
+        row = {"config": cfg.to_dict(), "seconds": t.seconds, "sim_accuracy": acc(q), "select_kl_to_float": fidelity_kl(q)}
         o, nbytes = _ort(q, tmp / f"{tag}.onnx", example)
         if o is not None:
             row["ort_accuracy"] = acc(o)
@@ -89,7 +99,7 @@ def main():
     int8 = {}
     for obs in ["minmax", "moving_average", "percentile", "mse", "kl"]:
         _, int8[obs] = run_static(f"int8_{obs}", PTQConfig(observer=obs))
-    best = max(int8, key=lambda k: int8[k]["select_accuracy"])
+    best = min(int8, key=lambda k: int8[k]["select_kl_to_float"])
     res["int8_ptq"] = {"by_observer": int8, "chosen_on_holdout": best, "chosen": int8[best],
                        "target_max_drop_points": 0.1}
 
@@ -101,7 +111,7 @@ def main():
                      ("gptq", PTQConfig(weight_bits=4, weight_method="gptq")),
                      ("adaround", PTQConfig(weight_bits=4, weight_method="adaround", adaround_iters=1000))]:
         models4[tag], w4[tag] = run_static(f"w4a8_{tag}", cfg)
-    best4 = max(w4, key=lambda k: w4[k]["select_accuracy"])
+    best4 = min(w4, key=lambda k: w4[k]["select_kl_to_float"])
     res["w4a8_ptq"] = {"by_method": w4, "chosen_on_holdout": best4, "chosen": w4[best4], "target_max_drop_points": 0.5}
 
     # ---- QAT at 4 bits (LSQ), from the float model, 2 epochs through fit

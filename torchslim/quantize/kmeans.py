@@ -66,6 +66,16 @@ class WeightSharing(Callback):
         # name -> (weight parameter, assignment: -1 for a kept zero, else cluster id)
         self.layers = layers
 
+    def on_fit_start(self, state) -> None:
+        # Under DDP the weights were just broadcast from rank 0: take rank 0's
+        # cluster assignment too, so every rank snaps to the same codebook.
+        if state.world_size > 1:
+            import torch.distributed as dist
+
+            for p, idx in self.layers.values():
+                dist.broadcast(idx, src=0)
+                snap_(p, idx)
+
     def on_after_backward(self, state) -> None:
         for p, idx in self.layers.values():
             if p.grad is None:
