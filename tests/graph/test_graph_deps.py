@@ -143,3 +143,12 @@ def test_custom_layer_rule_and_surgery():
     p = structured(m, x, ratio=2 / 6)
     assert p[1].s.shape == (4,) and p[3].in_channels == 4
     torch.testing.assert_close(p(*x), m(*x))
+
+
+def test_norm_without_parameters_freezes_instead_of_going_stale():
+    m = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8, elementwise_affine=False), nn.Linear(8, 6), nn.ReLU(),
+                      nn.Linear(6, 2)).eval()
+    x = (torch.rand(3, 4),)
+    p = structured(m, x, ratio=0.5)
+    assert p[0].out_features == 8 and p[2].out_features == 3
+    assert p(*x).shape == (3, 2)

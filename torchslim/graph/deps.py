@@ -18,6 +18,10 @@ channels) raises a ModelError naming the module and op, or, with
 removed, so the op sees exactly the tensor it saw before. Channels that reach
 the model output are frozen too (the output shape never changes).
 
+A LayerNorm over a pruned channel axis is sliced with it: structurally
+valid, but it then normalises over fewer channels, so even dead channels
+change the other outputs slightly (BatchNorm has no such effect).
+
 Rules are tables: ``register_rule(LayerType, fn)`` for modules (kept whole
 while tracing) and ``register_function_rule(fn_or_method_name, fn)`` for
 functions and tensor methods; add a rule for a custom layer there.
@@ -75,6 +79,8 @@ class Group:
     @property
     def name(self) -> str:
         p = self.producers
+        if self.kind == "heads" and p:
+            return f"{p[0].rpartition('.')[0].removesuffix('.self')} heads"
         return p[0] if len(p) == 1 else (f"{p[0]} (+{len(p) - 1} coupled)" if p else f"group{self.id}")
 
     def indices(self, member: Member, channels: torch.Tensor) -> torch.Tensor:
@@ -292,6 +298,10 @@ def _batchnorm(g, name, m, a, shape):
         g.unhandled(name, type(m).__name__, "channels arrive on another axis than 1", [a])
         return None
     ts = [(t, 0) for t in ("weight", "bias", "running_mean", "running_var") if getattr(m, t, None) is not None]
+    if not ts:  # nothing to slice would leave num_features stale
+        for s in a.spaces():
+            g.freeze(s, f"{type(m).__name__} {name} has neither affine parameters nor running statistics")
+        return a
     g.consume(a, name, ts, role="norm")
     return a
 
@@ -307,6 +317,10 @@ def _layernorm(g, name, m: nn.LayerNorm, a, shape):
         g.unhandled(name, "LayerNorm", "normalises over several axes including the channel axis", [a])
         return None
     ts = [(t, 0) for t in ("weight", "bias") if getattr(m, t, None) is not None]
+    if not ts:  # nothing to slice would leave normalized_shape stale
+        for s in a.spaces():
+            g.freeze(s, f"LayerNorm {name} has no affine parameters")
+        return a
     g.consume(a, name, ts, role="norm")
     return a
 
