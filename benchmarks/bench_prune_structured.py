@@ -262,7 +262,7 @@ def _print(results: dict) -> None:
 
 
 def main() -> None:
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(1)  # training and evaluation; latency pairs use THREADS
     test = load_dataset("mnist", "test")
     results = {"budget": BUDGET, "threads": THREADS, "mac_target_fraction_removed": MAC_TARGET, "round_to": ROUND_TO}
     only = os.environ.get("TORCHSLIM_BENCH_ONLY")
