@@ -133,14 +133,14 @@ def _fidelity(student, teacher_emb, ids) -> dict:
     return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()), "nn_agreement": agree}
 
 
-def minilm(n_train=1500, n_eval=1000, max_len=32, epochs=2) -> dict:
+def minilm(n_train=1500, n_eval=1000, max_len=32, epochs=2, lr=1e-4) -> dict:
     from torchslim.zoo.text import sentences
 
     train_s, eval_s = sentences(n_train, split="calib"), sentences(n_eval, split="eval")
     train_ids, eval_ids = _tokenize(train_s, max_len), _tokenize(eval_s, max_len)
     teacher = build_model("minilm").eval()
     t_emb = _embed(teacher, eval_ids)
-    out = {"train_sentences": len(train_s), "eval_sentences": len(eval_s), "max_len": max_len, "epochs": epochs,
+    out = {"train_sentences": len(train_s), "eval_sentences": len(eval_s), "max_len": max_len, "epochs": epochs, "lr": lr,
            "corpus": "torchslim.zoo.text (stdlib docstrings), calib split for training, eval split held out"}
     first3 = build_model("minilm", num_layers=3)
     out["first_3_layers_no_training"] = _fidelity(first3, t_emb, eval_ids)
@@ -152,7 +152,7 @@ def minilm(n_train=1500, n_eval=1000, max_len=32, epochs=2) -> dict:
     cfg = DistillConfig(alpha=1.0, output_loss="cosine", inputs="token_ids",
                         layers=LayerMapConfig(student_layers=(0, 1, 2), teacher_layers=(1, 3, 5),
                                               attention_weight=1.0, hidden_weight=1.0),
-                        train=TrainConfig(epochs=epochs, lr=1e-4, batch_size=32, optimizer="adamw",
+                        train=TrainConfig(epochs=epochs, lr=lr, batch_size=32, optimizer="adamw",
                                           scheduler="cosine", warmup_steps=10))
     data = ArrayDataset(train_ids, torch.zeros(len(train_ids), dtype=torch.long), "sentences", "calib")
     with Timer() as t:
@@ -174,13 +174,16 @@ def minilm(n_train=1500, n_eval=1000, max_len=32, epochs=2) -> dict:
     return out
 
 
-PARTS = {"hinton": hinton, "cnn": cnn, "minilm": minilm}
+PARTS = {"hinton": hinton, "cnn": cnn, "minilm": minilm,
+         # a longer run: every training sentence, 4 epochs, higher learning rate (not part of the default run)
+         "minilm_long": lambda: minilm(n_train=None, epochs=4, lr=3e-4)}
+DEFAULT = ("hinton", "cnn", "minilm")
 
 
 def main(parts=None) -> None:
     torch.set_num_threads(THREADS)
     results = {"threads": THREADS, "machine": "shared 2-core CPU"}
-    for name in parts or PARTS:
+    for name in parts or DEFAULT:
         with Timer() as t:
             results[name] = PARTS[name]()
         results[name]["seconds"] = t.seconds
