@@ -223,6 +223,23 @@ def bench_minilm() -> dict:
     return r
 
 
+def bench_widths() -> dict:
+    """Latency only (weights untrained: speed does not depend on their values):
+    wider variants of the CNNs pruned to 50% MACs, to show where the MAC cut
+    turns into wall-clock speed."""
+    out = {}
+    for name, kw in (("resnet8", {"width": 32}), ("resnet8", {"width": 64}), ("mobilenetv2", {"width_mult": 2.0})):
+        torch.manual_seed(0)
+        m = build_model(name, dataset="mnist", **kw).eval()
+        ex = (torch.rand(1, 1, 28, 28),)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = structured(m, ex, ratio=MAC_TARGET, target="macs", round_to=ROUND_TO).eval()
+        out[f"{name} {kw}"] = {"macs_fraction": count_cost(p, ex, "macs") / count_cost(m, ex, "macs"),
+                               "latency": _latency(m, p, (1, 28, 28))}
+    return out
+
+
 def _print(results: dict) -> None:
     from torchslim.cli.common import print_table
 
@@ -245,6 +262,10 @@ def _print(results: dict) -> None:
                 f"latency median ratio, {THREADS} threads (shared machine)",
                 ["model", "acc % (before ft)", "MACs", "params", "speedup b1", "speedup b32", "prune time", "shape ok"],
                 rows)
+    if "widths" in results:
+        print_table("wider variants, latency only (untrained weights), 50% MACs", ["model", "MACs", "b1", "b32"],
+                    [[k, f"{r['macs_fraction']:.1%}", f"{r['latency']['b1']['speedup']:.2f}x",
+                      f"{r['latency']['b32']['speedup']:.2f}x"] for k, r in results["widths"].items()])
     v, mi = results["vit"], results["minilm"]
     print_table("transformers", ["model", "result"], [
         ["vit heads / MLP units", f"{v['heads']} / {v['mlp_units']}"],
@@ -277,7 +298,10 @@ def main() -> None:
     if not only or "minilm" in only:
         print("[structured] minilm ...", flush=True)
         results["minilm"] = bench_minilm()
-    write_result("prune_structured", results)
+    if not only or "widths" in only:
+        print("[structured] wider variants (latency only) ...", flush=True)
+        results["widths"] = bench_widths()
+    write_result("prune_structured" + (f"-{only.replace(',', '-')}" if only else ""), results)
     if not only:
         _print(results)
     else:

@@ -138,6 +138,10 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
     round_to: keep channel counts a multiple of this (e.g. 8).
     best_effort: an op the dependency analysis cannot follow leaves the groups
       it touches unpruned with a warning instead of raising ModelError.
+
+    Models torch.fx cannot trace (Hugging Face BERT-style encoders) fall back
+    to module-pattern rules with a warning: attention heads and MLP hidden
+    units only. ``pruned.torchslim_structured`` reports what was done.
     """
     if target not in TARGETS:
         raise ConfigError(f"target {target!r} is unknown; use one of {list(TARGETS)}")
