@@ -10,6 +10,11 @@ sparsity, fewer bits) toward 80x / 200x.
 
     python -m benchmarks.run_all deep_compression          # all recipes
     DC_RECIPES=deep-compression-lenet300 python -m benchmarks.run_all deep_compression
+
+By default the dense model is the shared cached baseline of benchmarks/common.py
+(``model=<artifact> stages.dense.epochs=0``); ``DC_TRAIN_DENSE=1`` trains it in
+the recipe instead. Runs go to ``DC_RUNS_DIR`` (default benchmarks/results/runs)
+and resume there, so a rerun only re-measures finished runs.
 """
 from __future__ import annotations
 
@@ -31,6 +36,16 @@ PAPER = {"deep-compression-lenet300": {"ratio": 40, "error": 0.0158},
          "deep-compression-lenet5": {"ratio": 39, "error": 0.0074}}
 
 
+def _dense_overrides(name: str) -> list[str]:
+    if os.environ.get("DC_TRAIN_DENSE") == "1":
+        return []
+    from benchmarks.common import baseline, baseline_path
+
+    model = "lenet5" if "lenet5" in name else "lenet300"
+    baseline(model)  # trained once and cached
+    return [f"model={baseline_path(model)}", "stages.dense.epochs=0"]
+
+
 def run_one(name: str) -> dict:
     from torchslim.analysis.evaluate import evaluate
     from torchslim.artifact import load
@@ -38,16 +53,17 @@ def run_one(name: str) -> dict:
     from torchslim.report.terminal import print_report
     from torchslim.zoo import load_dataset
 
-    out = RESULTS / "runs" / name
+    out = Path(os.environ.get("DC_RUNS_DIR", RESULTS / "runs")) / name
+    overrides = _dense_overrides(name)
     with Timer() as t:
-        report = run_recipe(ROOT / "recipes" / f"{name}.yaml", out, progress=False)
+        report = run_recipe(ROOT / "recipes" / f"{name}.yaml", out, overrides=overrides, progress=False)
     print_report(report, layers=True)
     artifact = out / report["artifact"]
     alone = evaluate(load(artifact), load_dataset(report["dataset"], "test"))  # what `torchslim eval` does
     ratio, error = report["compression_ratio"], 1.0 - alone["accuracy"]
     min_ratio, max_error = TARGETS.get(name, (None, None))
     row = {
-        "recipe": name, "artifact": str(artifact), "artifact_bytes": artifact.stat().st_size,
+        "recipe": name, "overrides": overrides, "artifact": str(artifact), "artifact_bytes": artifact.stat().st_size,
         "dense_fp32_bytes": report["baseline_fp32_bytes"], "compression_ratio": ratio,
         "baseline_error": 1.0 - report["baseline"]["accuracy"], "final_error": error,
         "final_error_in_report": 1.0 - report["final"]["accuracy"], "nonzero_params": report["final"]["nonzero_params"],

@@ -58,20 +58,43 @@ def layers_table(report: dict) -> Table:
              "bits after"], rows)
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif not isinstance(v, list):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _row_tables(title: str, v) -> list[Table]:
+    """A list of mappings, or a mapping of mappings (one row per key), as a
+    table (nested mappings flattened to dotted columns); else look one level
+    deeper (e.g. the codec's stats hold their per-tensor rows under "tensors")."""
+    if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
+        v = [{"name": k, **x} for k, x in v.items()]
+    if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+        rows = [_flat(x) for x in v]
+        cols: list[str] = []
+        for r in rows:
+            cols += [k for k in r if k not in cols]
+        cols = [c for c in cols if any(r.get(c) is not None for r in rows)]
+        return [(title, cols, [[r.get(c) for c in cols] for r in rows])] if cols else []
+    if isinstance(v, dict):
+        return [t for k, x in v.items() if isinstance(x, (dict, list)) for t in _row_tables(f"{title}.{k}", x)]
+    return []
+
+
 def extra_tables(report: dict) -> list[Table]:
-    """Tables a stage recorded in its extras (e.g. the codec's per-layer bits
-    before and after Huffman coding): any list of flat mappings."""
+    """Tables a stage recorded in its extras (e.g. the codec's per-tensor bits
+    per weight and per index, fixed vs Huffman vs the entropy bound)."""
     out = []
     for s in report.get("stages", []):
         for key, v in (s.get("extras") or {}).items():
-            if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
-                v = [{"name": k, **x} for k, x in v.items()]
-            if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-                cols: list[str] = []
-                for x in v:
-                    cols += [k for k, val in x.items() if k not in cols and not isinstance(val, (dict, list))]
-                if cols:
-                    out.append((f"stage {s['index']} ({s['name']}): {key}", cols, [[x.get(c) for c in cols] for x in v]))
+            if key in ("fit_history", "sensitivity"):
+                continue
+            out += _row_tables(f"stage {s['index']} ({s['name']}): {key}", v)
     return out
 
 
