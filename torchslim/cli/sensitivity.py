@@ -45,7 +45,7 @@ def run(args) -> int:
                             progress=not args.json)
     out = Path(args.out)
     scan.save_json(out / "sensitivity.json")
-    scan.plot(out / "sensitivity.png", title=f"{args.model} on {args.dataset} (holdout of train)")
+    scan.plot(out / "sensitivity.png", title=f"{Path(args.model).name} on {args.dataset} (holdout of train)")
     result = {"sensitivity": scan.to_dict(), "json": str(out / "sensitivity.json"), "plot": str(out / "sensitivity.png")}
     if args.target is not None:
         alloc = allocate(scan, args.target, budget=args.budget)

@@ -66,7 +66,7 @@ class SensitivityScan:
         return [[name, d["params"], d["macs"], *d["values"]] for name, d in self.layers.items()]
 
     def columns(self) -> list[str]:
-        return ["layer", "params", "MACs", *[f"{self.metric}@{s:g}" for s in self.sparsities]]
+        return ["layer", "params", "MACs", *[f"@{s:g}" for s in self.sparsities]]
 
     def plot(self, path, *, title: str | None = None) -> Path:
         import matplotlib
