@@ -282,6 +282,14 @@ def _print(results: dict) -> None:
     ])
 
 
+def _partial(name: str, res: dict) -> None:
+    """One line per finished model, so a long run shows its numbers as it goes."""
+    import json
+
+    print(f"[structured] {name} done: " + json.dumps(res, default=lambda v: round(v, 4) if isinstance(v, float) else str(v)),
+          flush=True)
+
+
 def main() -> None:
     torch.set_num_threads(1)  # training and evaluation; latency pairs use THREADS
     test = load_dataset("mnist", "test")
@@ -292,9 +300,11 @@ def main() -> None:
             continue
         print(f"[structured] {name} ...", flush=True)
         results[name] = bench_cnn(name, test)
+        _partial(name, results[name])
     if not only or "vit" in only:
         print("[structured] vit ...", flush=True)
         results["vit"] = bench_vit(test)
+        _partial("vit", results["vit"])
     if not only or "minilm" in only:
         print("[structured] minilm ...", flush=True)
         results["minilm"] = bench_minilm()
