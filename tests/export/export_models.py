@@ -32,3 +32,15 @@ class TokenMLP(nn.Module):
 
     def forward(self, x):
         return self.norm(x + self.out(self.act(self.inp(x))))
+
+
+class TokenEncoder(nn.Module):
+    """A vocabulary table + Linear on token ids (int64 input)."""
+
+    def __init__(self, vocab=2000, d=16):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.proj = nn.Linear(d, 32)
+
+    def forward(self, ids):
+        return self.proj(self.emb(ids))

@@ -83,3 +83,53 @@ def test_keep_float_count_is_chosen_on_calibration_data(tmp_path):
     path = to_onnx(model, tmp_path / "d.onnx", calib[0], int8="dynamic", keep_float=1, calib=calib)
     meta = {p.key: p.value for p in onnx.load(path).metadata_props}
     assert meta["torchslim.float_layers"] == '["out"]'
+
+
+def test_smoothquant_matches_reference_and_helps_with_outlier_features(tmp_path):
+    torch.manual_seed(0)
+    model = TokenMLP().eval()
+
+    def data(n):
+        x = torch.randn(n, 6, 24)
+        x[..., 5] *= 60.0  # an outlier feature, as in transformer activations
+        return x
+
+    calib = [(data(4),) for _ in range(3)]
+    x = data(5)
+    path = to_onnx(model, tmp_path / "s.onnx", (x,), int8="dynamic", smooth=0.5, calib=calib)
+    got = OrtModel(path)(x)
+    # reference: s = amax^a / wmax^(1-a) per input feature, only for widening layers (inp: 24 -> 48)
+    amax = torch.stack([c[0].abs().reshape(-1, 24).amax(0) for c in calib]).amax(0)
+    w = model.inp.weight.detach()
+    s = amax ** 0.5 / w.abs().amax(0) ** 0.5
+    ws = w * s
+    wsc = ws.abs().amax(1, keepdim=True) / 127
+    wq = torch.round(ws / wsc) * wsc
+    with torch.no_grad():
+        h = F.linear(dql_reference(x / s), wq, model.inp.bias)
+        wo = model.out.weight
+        oq = torch.round(wo / (wo.abs().amax(1, keepdim=True) / 127)) * (wo.abs().amax(1, keepdim=True) / 127)
+        ref = model.norm(x + F.linear(dql_reference(model.act(h)), oq, model.out.bias))
+    torch.testing.assert_close(got, ref, atol=5e-5, rtol=1e-4)
+    plain = OrtModel(to_onnx(model, tmp_path / "p.onnx", (x,), int8="dynamic"))(x)
+    with torch.no_grad():
+        exact = model(x)
+    assert (got - exact).abs().mean() < 0.5 * (plain - exact).abs().mean()
+
+
+def test_vocabulary_table_is_stored_int8_per_row(tmp_path):
+    from export_models import TokenEncoder
+
+    model = TokenEncoder().eval()
+    ids = torch.randint(0, 2000, (3, 7))
+    path = to_onnx(model, tmp_path / "e.onnx", (ids,), int8="dynamic")
+    proto = onnx.load(path)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    assert inits["emb.weight_int8"].dtype == np.int8 and "emb.weight" not in inits
+    table = model.emb.weight.detach()
+    rs = table.abs().amax(1, keepdim=True) / 127
+    emb = (torch.round(table / rs) * rs)[ids]
+    with torch.no_grad():
+        ref = F.linear(dql_reference(emb), torch.round(model.proj.weight / (model.proj.weight.abs().amax(1, keepdim=True) / 127))
+                       * (model.proj.weight.abs().amax(1, keepdim=True) / 127), model.proj.bias)
+    torch.testing.assert_close(OrtModel(path)(ids), ref, atol=2e-5, rtol=1e-4)

@@ -18,7 +18,7 @@ import torch.nn as nn
 from .graph import QUANTIZABLE
 from .qweight import symmetric_weight_scale
 
-__all__ = ["minmax_params", "activation_qparams"]
+__all__ = ["minmax_params", "activation_qparams", "input_channel_absmax"]
 
 
 def activation_qparams(lo: float, hi: float, *, bits: int = 8, signed: bool = False) -> tuple[float, int]:
@@ -78,3 +78,26 @@ def minmax_params(model: nn.Module, batches: Iterable, *, layers: Sequence[str] 
             "input_scale": s, "input_zero_point": z, "input_bits": 8, "input_signed": False,
         }
     return params
+
+
+@torch.no_grad()
+def input_channel_absmax(model: nn.Module, batches: Iterable, *, layers: Sequence[str] | None = None) -> dict:
+    """``{layer: max |input| per input feature}`` of every Linear (or the named
+    ``layers``) over the calibration ``batches`` (last dimension = features)."""
+    model.eval()
+    modules = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    names = list(layers) if layers is not None else list(modules)
+    amax: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in names:
+        def hook(mod, args, name=name):
+            a = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
+            amax[name] = torch.maximum(amax[name], a) if name in amax else a
+        handles.append(modules[name].register_forward_pre_hook(hook))
+    try:
+        for batch in batches:
+            model(*_as_inputs(batch))
+    finally:
+        for h in handles:
+            h.remove()
+    return amax

@@ -12,7 +12,13 @@ Where the static scales come from: ``params`` if given; else, if ``model`` was
 quantized by ``torchslim.quantize`` (fake-quant modules), its
 ``export_params``; else min/max calibration on ``calib`` (``calibrate.py``).
 Dynamic weights use the scales of a quantized model when there are any, else
-symmetric per-channel int8. ``keep_float`` (dynamic only): layer names to leave
+symmetric per-channel int8. ``smooth`` (dynamic only, with ``calib``): the
+SmoothQuant migration strength alpha (0.7 is a good start for transformers):
+outlier input features are divided down before the per-tensor int8
+activation quantization and the weights multiplied up, per input feature.
+Only Linears with ``in_features <= out_features`` are smoothed: the ``Mul`` on
+the input costs in proportion to its width, and on MiniLM smoothing the FFN
+down-projections (1536 -> 384) cost ~6% latency for +0.001 mean cosine. ``keep_float`` (dynamic only): layer names to leave
 in float, or a count of layers chosen on ``calib`` by ``sensitivity.py``.
 Transformer models are fused (``fuse.py``) before the dynamic rewrite.
 The ONNX file's metadata records the mode and the quantized / float layers.
@@ -58,7 +64,7 @@ def _feeds(proto, inputs: tuple) -> dict:
 
 def to_onnx(model: nn.Module, path: str | os.PathLike, example_inputs, *, int8: str | None = None,
             params: dict | None = None, calib: Iterable | None = None,
-            keep_float: int | Sequence[str] = (), fuse: bool = True,
+            keep_float: int | Sequence[str] = (), smooth: float | None = None, fuse: bool = True,
             input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
             dynamic_axes: dict | None = None) -> Path:
     """Export ``model`` to ONNX at ``path`` (opset 17, legacy exporter); see
@@ -97,7 +103,17 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, example_inputs, *, int8: 
         if fuse:
             proto = fuse_transformer(proto, float_model, _feeds(proto, inputs))
         weight_params = {k: v for k, v in (params or {}).items() if v.get("weight_scale") is not None}
-        proto, done = write_dynamic(proto, float_model, keep=keep, params=weight_params)
+        amax = None
+        if smooth is not None:
+            if calib is None or not 0.0 < smooth < 1.0:
+                raise ConfigError(f"to_onnx: smooth={smooth!r} needs 0 < smooth < 1 and calib=<calibration batches>")
+            from .calibrate import input_channel_absmax
+
+            amax = input_channel_absmax(float_model, [_as_tuple(b) for b in calib])
+            amax = {k: v for k, v in amax.items() if k not in weight_params and _widening(float_model, k)}
+            meta["smooth_alpha"] = str(smooth)
+        proto, done = write_dynamic(proto, float_model, keep=keep, params=weight_params, smooth_amax=amax,
+                                    smooth_alpha=smooth or 0.7)
         if not done:
             raise ModelError("to_onnx(int8='dynamic'): the graph has no Linear (MatMul/Gemm) layer to quantize")
         meta["quantized_layers"] = done
@@ -106,6 +122,11 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, example_inputs, *, int8: 
         entry = proto.metadata_props.add()
         entry.key, entry.value = f"torchslim.{k}", v if isinstance(v, str) else json.dumps(v)
     return write_model(proto, path)
+
+
+def _widening(model: nn.Module, name: str) -> bool:
+    m = dict(model.named_modules())[name]
+    return m.in_features <= m.out_features
 
 
 def _float_layers(model: nn.Module, keep_float, calib) -> list[str]:

@@ -2,14 +2,15 @@
 fusions (``onnxruntime.transformers.optimizer``, pure graph rewriting, run
 offline with ``opt_level=0`` so no hardware-specific node lands in the file)
 turn the traced attention / LayerNorm / GELU subgraphs into ``Attention``,
-``SkipLayerNormalization``, ``EmbedLayerNormalization`` and ``BiasGelu``
-contrib operators. The fused graph is only kept if it reproduces the unfused
+``LayerNormalization`` and ``Gelu`` operators. The Skip/Bias LayerNorm and
+BiasGelu fusions are left off (``runtime.DISABLED_FUSIONS`` says why: slower on
+this ONNX Runtime CPU build), and so is ``EmbedLayerNormalization``, so the
+word-embedding ``Gather`` stays visible to the int8 rewrite (``dynamic.py``
+stores the table in int8, per row). The fused graph is only kept if it reproduces the unfused
 one on the example inputs (max abs difference below ``atol``); otherwise the
 unfused graph is returned unchanged.
 
-``EmbedLayerNormalization`` turns the attention mask into sequence lengths, so
-the fused model expects right-padded masks (ones, then zeros), which is what
-Hugging Face tokenizers produce.
+The fused ``Attention`` reads the attention mask as given (0/1 per token).
 """
 from __future__ import annotations
 
@@ -48,11 +49,19 @@ def fuse_transformer(proto, model, feeds: dict, *, atol: float = 1e-4):
     if shape is None:
         return proto
     try:
+        from onnxruntime.transformers.fusion_options import AttentionMaskFormat, FusionOptions
         from onnxruntime.transformers.optimizer import optimize_model
 
         logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
         heads, hidden = shape
-        fused = optimize_model(proto, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0).model
+        options = FusionOptions("bert")
+        options.enable_skip_layer_norm = False
+        options.enable_bias_skip_layer_norm = False
+        options.enable_bias_gelu = False
+        options.enable_embed_layer_norm = False
+        options.attention_mask_format = AttentionMaskFormat.AttentionMask  # the 0/1 mask, any padding side
+        fused = optimize_model(proto, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
+                               optimization_options=options).model
     except Exception as e:  # the optimizer is a best effort; the float graph stays valid
         log.warning("transformer fusion skipped: %s", e)
         return proto
