@@ -85,10 +85,13 @@ class FakeQuantize(nn.Module):
         self.zero_point = zero_point
 
     def calibrate(self) -> None:
-        """Set scale/zero point from the observer, stop observing, enable fake-quant."""
+        """Set scale/zero point from the observer, stop observing, enable
+        fake-quant, and drop the observer (its samples can be megabytes)."""
         if self.observer is None:
-            raise RuntimeError("this FakeQuantize has no observer to calibrate from")
+            raise RuntimeError("this FakeQuantize has no observer to calibrate from; attach one "
+                               "(fq.observer = make_observer(...); fq.observing = True) and run data through it")
         self.set_qparams(*self.observer.qparams())
+        self.observer = None
         self.observing = False
         self.enabled = True
 
