@@ -12,8 +12,8 @@ sparsity, fewer bits) toward 80x / 200x.
     DC_RECIPES=deep-compression-lenet300 python -m benchmarks.run_all deep_compression
 
 By default the dense model is the shared cached baseline of benchmarks/common.py
-(``model=<artifact> stages.dense.epochs=0``); ``DC_TRAIN_DENSE=1`` trains it in
-the recipe instead. Runs go to ``DC_RUNS_DIR`` (default benchmarks/results/runs)
+(``model=<artifact> stages.dense.epochs=0``); ``DC_TRAIN_DENSE=1`` (or a comma
+list of recipe names) trains it in the recipe instead. Runs go to ``DC_RUNS_DIR`` (default benchmarks/results/runs)
 and resume there, so a rerun only re-measures finished runs.
 """
 from __future__ import annotations
@@ -37,7 +37,8 @@ PAPER = {"deep-compression-lenet300": {"ratio": 40, "error": 0.0158},
 
 
 def _dense_overrides(name: str) -> list[str]:
-    if os.environ.get("DC_TRAIN_DENSE") == "1":
+    train = os.environ.get("DC_TRAIN_DENSE", "")
+    if train == "1" or name in train.split(","):
         return []
     from benchmarks.common import baseline, baseline_path
 
