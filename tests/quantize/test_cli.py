@@ -30,3 +30,18 @@ def test_quantize_cli_writes_artifact_eval_reads(digits_model, tmp_path, capsys,
     assert main(["eval", str(out), "--dataset", "digits", "--json"]) == 0
     e = json.loads(capsys.readouterr().out)
     assert e["accuracy"] == pytest.approx(s["accuracy_after"])
+
+
+def test_artifact_loads_in_a_fresh_process_without_importing_quantize(digits_model, tmp_path):
+    """`torchslim eval` alone (no torchslim.quantize import) must rebuild Quant* layers."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "q.safetensors"
+    assert main(["quantize", str(digits_model), "--dataset", "digits", "--method", "dynamic", "--out", str(out),
+                 "--json", "--no-progress"]) == 0
+    code = ("import sys, torch; from torchslim.artifact import load; m = load(sys.argv[1]); "
+            "print(type(m.fc1).__name__, m.fc1.input_quant.dynamic)")
+    r = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["QuantLinear", "True"]

@@ -29,7 +29,7 @@ class ModuleSpec:
 _SPECS: dict[str, ModuleSpec] = {}
 # Type-key prefixes whose specs are registered by a module imported on first
 # need (keeps heavy packages such as transformers out of `import torchslim`).
-_PROVIDERS: dict[str, str] = {"transformers.": "torchslim.graph.hf"}
+_PROVIDERS: dict[str, str] = {"transformers.": "torchslim.graph.hf", "torchslim.quantize.": "torchslim.quantize.modules"}
 
 
 def _entry(key: str) -> ModuleSpec | None:

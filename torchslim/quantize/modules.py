@@ -141,6 +141,12 @@ def strip_quant(model: nn.Module, *, bake_weights: bool = False) -> nn.Module:
     return model
 
 
+def register_specs() -> None:
+    """Register the Quant* artifact specs (idempotent). ``torchslim.load`` calls
+    this when an artifact holds Quant* layers and torchslim.quantize was not imported."""
+    _register()
+
+
 def _register():
     register_module_spec(
         QuantLinear,
