@@ -71,6 +71,7 @@ class FakeQuantize(nn.Module):
             self.register_buffer("scale", scale)
         self.register_buffer("zero_point", torch.zeros(tuple(shape), dtype=torch.int32))
         self.observer = observer
+        self.per_sample = False  # an activation quantizer: LSQ's N is the feature count of one sample
         self.observing = observer is not None
         self.enabled = observer is None  # a fresh quantizer with an observer calibrates first
 
@@ -135,7 +136,10 @@ class FakeQuantize(nn.Module):
         scale = expand_param(self.scale.to(x.dtype), x, spec)
         zp = expand_param(self.zero_point, x, spec)
         if self.learnable:
-            n = x.numel() if spec.granularity == "tensor" else x[0].numel() if spec.granularity == "channel" else spec.group_size
+            if spec.granularity == "tensor":
+                n = x[0].numel() if self.per_sample and x.dim() > 1 else x.numel()
+            else:
+                n = x[0].numel() if spec.granularity == "channel" else spec.group_size
             grad_scale = 1.0 / math.sqrt(max(1, n) * max(1, spec.qmax))
             return lsq_fake_quantize(x, scale, zp, spec.qmin, spec.qmax, grad_scale)
         return ste_fake_quantize(x, scale, zp, spec.qmin, spec.qmax)

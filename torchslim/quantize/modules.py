@@ -27,6 +27,8 @@ class _QuantMixin:
     def _init_quant(self, weight_quant, input_quant):
         self.weight_quant = weight_quant
         self.input_quant = input_quant
+        if input_quant is not None:
+            input_quant.per_sample = True  # LSQ counts features per sample, not per batch
 
     def quantized_weight(self) -> torch.Tensor:
         return self.weight_quant(self.weight) if self.weight_quant is not None else self.weight

@@ -61,8 +61,7 @@ def prepare(model: nn.Module, *, wspec: QuantSpec | None, aspec: QuantSpec | Non
             iq = (FakeQuantize(aspec, dynamic=True) if dynamic else
                   FakeQuantize(aspec, observer=make_observer(observer, aspec, **(observer_kw or {}))))
         if type(layer) in FLOAT_OF:
-            layer.weight_quant = layer.weight_quant or wq
-            layer.input_quant = layer.input_quant or iq
+            layer._init_quant(layer.weight_quant or wq, layer.input_quant or iq)
         else:
             set_submodule(model, name, to_quant(layer, weight_quant=wq, input_quant=iq))
         names.append(name)
