@@ -1,4 +1,4 @@
-"""torchslim export MODEL --format onnx [--int8 static|dynamic] [--dataset D] --out FILE
+"""torchslim export MODEL --format onnx [--int8 static|dynamic] [--dataset D] [--smooth A] --out FILE
 
 Writes an ONNX model (float, static int8 QDQ or dynamic int8) and checks it
 once in ONNX Runtime against the PyTorch model. MODEL is a zoo name or an
@@ -17,6 +17,8 @@ def add_parser(sub):
     p.add_argument("--calib", type=int, default=512, help="calibration samples (images or sentences)")
     p.add_argument("--keep-float", type=int, default=0,
                    help="dynamic: leave this many most sensitive Linear layers in float (chosen on calibration data)")
+    p.add_argument("--smooth", type=float, default=None,
+                   help="dynamic: SmoothQuant alpha (e.g. 0.7 for transformers), activation maxima from calibration data")
     p.add_argument("--out", required=True, help="ONNX file to write")
     p.add_argument("--json", action="store_true")
     return p
@@ -35,6 +37,10 @@ def run(args) -> int:
     from ..zoo.text import sentences
     from .common import load_model, print_json, print_table
 
+    if args.smooth is not None and args.int8 != "dynamic":
+        from ..core.errors import ConfigError
+
+        raise ConfigError("--smooth applies to --int8 dynamic only")
     text = args.model == "minilm"
     model = load_model(args.model, dataset=None if text else args.dataset).eval()
     text = text or is_text_model(model)
@@ -42,11 +48,13 @@ def run(args) -> int:
         inputs = token_batch(sentences(4, split="eval"))
     else:
         inputs = example_inputs(model, args.dataset, batch=2)
-    needs_calib = (args.int8 == "static" and not is_fake_quantized(model)) or args.keep_float > 0
+    needs_calib = ((args.int8 == "static" and not is_fake_quantized(model)) or args.keep_float > 0
+                   or args.smooth is not None)
     calib = None
     if needs_calib:
         calib = text_calibration(args.calib) if text else image_calibration(args.dataset, args.calib)
-    path = to_onnx(model, args.out, inputs, int8=args.int8, calib=calib, keep_float=args.keep_float)
+    path = to_onnx(model, args.out, inputs, int8=args.int8, calib=calib, keep_float=args.keep_float,
+                   smooth=args.smooth)
     session = OrtModel(path, threads=1)
     check = session(*inputs)
     with torch.no_grad():
