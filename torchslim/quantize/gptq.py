@@ -112,21 +112,16 @@ def gptq_layer(layer: nn.Module, inputs: torch.Tensor, *, damp: float = 0.01) ->
     w = layer.weight.detach()
     W = w.reshape(w.shape[0], -1)
     H = input_hessian(layer, inputs)
-    if spec.granularity == "tensor":
-        scale, zp = fq.scale.detach(), fq.zero_point
-    elif spec.granularity == "channel":
-        scale, zp = fq.scale.detach(), fq.zero_point
-    else:
-        scale = zp = None
+    group = spec.granularity == "group"
+    scale, zp = (None, None) if group else (fq.scale.detach(), fq.zero_point)
     Q, scale, zp = gptq_quantize(W, H, spec, scale=scale, zero_point=zp, damp=damp)
     if spec.granularity == "tensor":
         scale, zp = scale[0], zp[0]
+    if group:
+        fq.set_qparams(scale, zp)  # round-to-nearest is compared with the same group scales
     near = fake_quantize(w, expand_param(fq.scale.detach(), w, spec), expand_param(fq.zero_point, w, spec),
-                         spec.qmin, spec.qmax) if spec.granularity != "group" else None
+                         spec.qmin, spec.qmax)
     fq.set_qparams(scale, zp)
-    if near is None:
-        near = fake_quantize(w, expand_param(fq.scale.detach(), w, spec), expand_param(fq.zero_point, w, spec),
-                             spec.qmin, spec.qmax)
     Wq = Q.reshape(w.shape)
 
     def out_err(wt):
