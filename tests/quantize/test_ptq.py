@@ -94,3 +94,21 @@ def test_ptq_config_round_trip_and_errors():
         PTQConfig(observer="median")
     with pytest.raises(DataError, match="calib_data"):
         quantize_static(torch.nn.Linear(3, 3), None)
+
+
+def test_bias_correction_removes_the_mean_output_shift(lenet5):
+    from torchslim.quantize.calib import calib_batches, capture_inputs
+
+    m, calib, test, _ = lenet5
+    float_m = copy.deepcopy(m)
+    q = quantize_static(m, calib, PTQConfig(weight_bits=3, num_batches=1, batch_size=128, bias_correction=True))
+    batches = calib_batches(calib, num_batches=1, batch_size=128)
+    for name in ("conv2", "fc1"):
+        layer, ref = q.get_submodule(name), float_m.get_submodule(name)
+        x = capture_inputs(q, layer, batches)
+        with torch.no_grad():
+            lq = layer._conv_forward(x, layer.quantized_weight(), layer.bias) if name == "conv2" else \
+                torch.nn.functional.linear(x, layer.quantized_weight(), layer.bias)
+            lf = ref(x)
+        shift = (lf - lq).transpose(0, 1).reshape(lf.shape[1], -1).mean(1)
+        assert shift.abs().max() < 1e-4, name
