@@ -119,6 +119,10 @@ def test_cli_decompose_writes_a_loadable_artifact(tmp_path, capsys):
     assert main(["eval", str(out), "--dataset", "digits", "--json"]) == 0
     m = torchslim.artifact.load(out)
     assert isinstance(m.fc1, nn.Sequential)
+    out2 = tmp_path / "dec2.safetensors"
+    assert main(["decompose", str(src), "--method", "svd", "--keep", "0.3", "--out", str(out2), "--json"]) == 0
+    m2 = torchslim.artifact.load(out2)  # default scope: every Linear but the classifier
+    assert isinstance(m2.fc1, nn.Sequential) and isinstance(m2.fc2, nn.Sequential) and isinstance(m2.fc3, nn.Linear)
     x = torch.rand(2, 1, 8, 8)
     ref = torchslim.artifact.load(src)
     assert m(x).shape == ref(x).shape

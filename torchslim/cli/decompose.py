@@ -10,7 +10,8 @@ def add_parser(sub):
     p.add_argument("--method", required=True, choices=["svd", "tucker", "cp", "separable"])
     p.add_argument("--keep", type=float, default=0.25,
                    help="fraction of the decomposed layers' parameters kept (svd/tucker/cp)")
-    p.add_argument("--layers", nargs="*", default=None, help="qualified layer names (default: every supported layer)")
+    p.add_argument("--layers", nargs="*", default=None,
+                   help="qualified layer names (default: every supported layer except the final classifier Linear)")
     p.add_argument("--exclude", nargs="*", default=(), help="qualified layer names to leave intact")
     p.add_argument("--depth-multiplier", type=int, default=1, help="separable: depthwise filters per input channel")
     p.add_argument("--dataset", default=None, help="data set for fine-tuning and for the accuracy report")
@@ -26,6 +27,8 @@ def add_parser(sub):
 
 def run(args) -> int:
     import copy
+
+    import torch
 
     from ..analysis.evaluate import evaluate
     from ..artifact import save
@@ -44,7 +47,13 @@ def run(args) -> int:
         raise ConfigError("--finetune-epochs needs --dataset")
     model = load_model(args.model, dataset=args.dataset)
     original = copy.deepcopy(model).eval()
-    scope = Scope(names=tuple(args.layers or ()), exclude_names=tuple(args.exclude))
+    exclude = list(args.exclude)
+    if not args.layers:
+        # the classifier is small and fragile (a 100->10 layer at keep 0.25 gets rank 2): leave it intact
+        linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+        if linears and linears[-1] not in exclude:
+            exclude.append(linears[-1])
+    scope = Scope(names=tuple(args.layers or ()), exclude_names=tuple(exclude))
     finetune = (TrainConfig(epochs=args.finetune_epochs, lr=args.lr, max_steps_per_epoch=args.max_steps_per_epoch)
                 if args.finetune_epochs else None)
     distill = DistillConfig(alpha=0.5, train=finetune) if (args.distill and finetune) else None
