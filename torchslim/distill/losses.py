@@ -5,7 +5,8 @@
 * ``hint_loss``: FitNets intermediate-feature hints (MSE or cosine).
 * ``attention_map`` / ``attention_transfer_loss``: Zagoruyko & Komodakis
   (2017): spatial attention = channel mean of |A|^p, flattened and
-  L2-normalised; the loss is the (mean over the batch) squared L2 distance.
+  L2-normalised; the loss is the squared difference averaged over batch and
+  positions (the reference implementation's normalisation).
 * ``attention_probs_loss`` / ``hidden_state_loss``: MiniLM / TinyBERT style
   transformer distillation of attention probabilities (KL per query row) and of
   hidden states (MSE).
@@ -57,8 +58,10 @@ def attention_map(feat: torch.Tensor, p: float = 2.0) -> torch.Tensor:
 
 
 def attention_transfer_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor, p: float = 2.0) -> torch.Tensor:
-    """Mean over the batch of ||Q_s - Q_t||_2^2 of the normalised attention
-    maps. Spatial sizes must match (interpolate the student map otherwise)."""
+    """Squared difference of the normalised attention maps, averaged over the
+    batch and the spatial positions (as in the authors' reference code, where
+    the weight beta/2 = 500 is calibrated for this mean). The teacher map is
+    pooled to the student's spatial size when they differ."""
     qs = attention_map(student_feat, p)
     qt = attention_map(teacher_feat.detach(), p)
     if qs.shape[1] != qt.shape[1]:
@@ -68,7 +71,7 @@ def attention_transfer_loss(student_feat: torch.Tensor, teacher_feat: torch.Tens
         if qs.shape[1] != qt.shape[1]:
             raise ValueError(f"attention transfer: spatial sizes {tuple(student_feat.shape[-2:])} and "
                              f"{tuple(teacher_feat.shape[-2:])} cannot be matched")
-    return (qs - qt).pow(2).sum(1).mean()
+    return (qs - qt).pow(2).mean()
 
 
 def attention_probs_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor,
