@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from export_models import TokenMLP
+from .export_models import TokenMLP
 from torchslim.export import OrtModel, to_onnx
 
 
@@ -118,7 +118,7 @@ def test_smoothquant_matches_reference_and_helps_with_outlier_features(tmp_path)
 
 
 def test_vocabulary_table_is_stored_int8_per_row(tmp_path):
-    from export_models import TokenEncoder
+    from .export_models import TokenEncoder
 
     model = TokenEncoder().eval()
     ids = torch.randint(0, 2000, (3, 7))

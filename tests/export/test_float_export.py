@@ -5,7 +5,7 @@ import onnx
 import pytest
 import torch
 
-from export_models import SmallCNN, TokenMLP
+from .export_models import SmallCNN, TokenMLP
 from torchslim.export import OrtModel, to_onnx
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from export_models import SmallCNN, TokenMLP
+from .export_models import SmallCNN, TokenMLP
 from torchslim.export import OrtModel, to_onnx
 
 

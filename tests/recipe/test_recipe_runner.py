@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import recipe_test_stages  # noqa: F401  (registers test.* configs)
+from . import recipe_test_stages  # noqa: F401  (registers test.* configs)
 from torchslim.analysis.evaluate import evaluate
 from torchslim.artifact import load
 from torchslim.recipe import load_recipe, run_recipe

@@ -1,6 +1,6 @@
 import pytest
 
-import recipe_test_stages  # noqa: F401  (registers test.* configs)
+from . import recipe_test_stages  # noqa: F401  (registers test.* configs)
 from torchslim.core import ConfigError
 from torchslim.recipe import Recipe, load_recipe
 
