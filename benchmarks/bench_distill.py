@@ -79,13 +79,13 @@ def hinton(seeds=(0, 1, 2), student_hidden=(30,), epochs=15, teacher_name="mlp")
 
 
 # ---------------------------------------------------------------- 2. CNN hints / attention transfer
-def cnn(seeds=(0, 1), n_train=10000, epochs=4) -> dict:
+def cnn(seeds=(0, 1), n_train=10000, epochs=4, teacher_n=30000, teacher_epochs=2) -> dict:
     full = load_dataset("mnist", "train")
     train, test = full.take(n_train), load_dataset("mnist", "test")
     torch.manual_seed(0)
     teacher = build_model("resnet8", dataset="mnist", width=16)
     with Timer() as t:
-        fit(teacher, full.take(30000), TrainConfig(epochs=2, lr=2e-3, batch_size=128), progress=False)
+        fit(teacher, full.take(teacher_n), TrainConfig(epochs=teacher_epochs, lr=2e-3, batch_size=128), progress=False)
     t_err = _errors(teacher, test)
     print(f"[cnn] teacher resnet8 width 16: {t_err} test errors ({t.seconds:.0f} s)", flush=True)
     tc = lambda seed: TrainConfig(epochs=epochs, lr=2e-3, batch_size=128, seed=seed)  # noqa: E731
@@ -184,6 +184,7 @@ PARTS = {"hinton": hinton, "cnn": cnn, "minilm": minilm,
          # a longer run: every training sentence, 4 epochs, higher learning rate (not part of the default run)
          "minilm_long": lambda: minilm(n_train=None, epochs=4, lr=3e-4),
          # a wider student (which overfits labels more) taught by the cached LeNet-5 baseline
+         "cnn_quick": lambda: cnn(seeds=(0,), n_train=5000, epochs=3, teacher_n=10000, teacher_epochs=1),
          "hinton_wide": lambda: hinton(student_hidden=(100,), epochs=10, teacher_name="lenet5")}
 DEFAULT = ("hinton", "cnn", "minilm")
 
