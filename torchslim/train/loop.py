@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -209,7 +210,7 @@ def fit(model: nn.Module, train_data, config: TrainConfig | None = None, *, eval
         state.history.append(metrics)
         if show:
             desc = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-            tqdm.write(desc)
+            tqdm.write(desc, file=sys.stderr)  # stdout stays clean for --json output
         state.epoch += 1
         state.batch_in_epoch = 0
         save_checkpoint()
