@@ -79,7 +79,7 @@ def hinton(seeds=(0, 1, 2), student_hidden=(30,), epochs=15, teacher_name="mlp")
 
 
 # ---------------------------------------------------------------- 2. CNN hints / attention transfer
-def cnn(seeds=(0, 1), n_train=10000, epochs=4, teacher_n=30000, teacher_epochs=2) -> dict:
+def cnn(seeds=(0, 1), n_train=10000, epochs=8, teacher_n=30000, teacher_epochs=2) -> dict:
     full = load_dataset("mnist", "train")
     train, test = full.take(n_train), load_dataset("mnist", "test")
     torch.manual_seed(0)
