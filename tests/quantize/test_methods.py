@@ -165,3 +165,21 @@ def test_qat_from_ptq_start_keeps_quantizers(lenet5, tmp_path):
     q = apply(q, QATConfig(finetune=SMALL_FT), ctx)
     assert [id(l.weight_quant) for _, l in quant_layers(q)] == ids
     assert all(isinstance(l.weight_quant.scale, torch.nn.Parameter) for _, l in quant_layers(q))
+
+
+def test_kmeans_on_a_model_with_reversible_masks_shares_weights():
+    """Pruning masks still attached (weight_orig/weight_mask) must not stop
+    weight sharing: the masks are made permanent and zeros stay zero."""
+    import torch.nn.utils.prune as tprune
+
+    from torchslim.quantize import KMeansConfig, share_weights
+    from torchslim.zoo import build_model
+
+    m = build_model("lenet300", dataset="mnist")
+    tprune.l1_unstructured(m.fc1, "weight", amount=0.9)
+    zeros_before = int((m.fc1.weight == 0).sum())
+    share_weights(m, KMeansConfig(bits=4))
+    w = m.fc1.weight
+    assert isinstance(w, torch.nn.Parameter) and not hasattr(m.fc1, "weight_mask")
+    assert int((w == 0).sum()) == zeros_before
+    assert len(torch.unique(w[w != 0])) <= 16

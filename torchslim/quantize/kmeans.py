@@ -117,6 +117,20 @@ def snap_(p: torch.Tensor, idx: torch.Tensor) -> None:
     flat.copy_(torch.where(mask, values[idx.clamp(min=0)], torch.zeros_like(flat)))
 
 
+def _make_weight_plain(layer: nn.Module) -> None:
+    """Weight sharing edits the weight Parameter itself: a reversible pruning
+    mask (torch.nn.utils.prune's weight_orig/weight_mask, or a parametrization)
+    is made permanent first. Pruned entries stay zero: k-means clusters only the
+    non-zeros and the sharing callback keeps zeros at zero."""
+    import torch.nn.utils.prune as tprune
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(layer, "weight"):
+        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+    if hasattr(layer, "weight_orig") and hasattr(layer, "weight_mask"):
+        tprune.remove(layer, "weight")
+
+
 @torch.no_grad()
 def share_weights(model: nn.Module, cfg: KMeansConfig = KMeansConfig()) -> dict[str, tuple[nn.Parameter, torch.Tensor]]:
     """Cluster the weights of every in-scope Linear/Conv in place; returns
@@ -124,6 +138,7 @@ def share_weights(model: nn.Module, cfg: KMeansConfig = KMeansConfig()) -> dict[
     cfg.scope.check_names(model)
     out = {}
     for name, layer in cfg.scope.select(model):
+        _make_weight_plain(layer)
         w = layer.weight
         flat = w.data.reshape(-1)
         mask = flat != 0
