@@ -53,7 +53,9 @@ class QuantLinear(_QuantMixin, nn.Linear):
         return F.linear(x, self.quantized_weight(), self.bias)
 
 
-class QuantConv1d(_QuantMixin, nn.Conv1d):
+class _QuantConv(_QuantMixin):
+    """Fake-quantized convolution; combined with nn.Conv1d / nn.Conv2d below."""
+
     def __init__(self, *args, weight_quant=None, input_quant=None, **kw):
         super().__init__(*args, **kw)
         self._init_quant(weight_quant, input_quant)
@@ -64,15 +66,12 @@ class QuantConv1d(_QuantMixin, nn.Conv1d):
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 
 
-class QuantConv2d(_QuantMixin, nn.Conv2d):
-    def __init__(self, *args, weight_quant=None, input_quant=None, **kw):
-        super().__init__(*args, **kw)
-        self._init_quant(weight_quant, input_quant)
+class QuantConv1d(_QuantConv, nn.Conv1d):
+    pass
 
-    def forward(self, x):
-        if self.input_quant is not None:
-            x = self.input_quant(x)
-        return self._conv_forward(x, self.quantized_weight(), self.bias)
+
+class QuantConv2d(_QuantConv, nn.Conv2d):
+    pass
 
 
 QUANT_TYPES = {nn.Linear: QuantLinear, nn.Conv1d: QuantConv1d, nn.Conv2d: QuantConv2d}
