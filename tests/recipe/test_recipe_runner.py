@@ -54,6 +54,14 @@ def test_end_to_end_contract_and_html(tmp_path):
     test = load_dataset("digits", "test")
     assert evaluate(load(art), test)["accuracy"] == report["final"]["accuracy"]
     assert report["baseline"]["accuracy"] > 0.8
+    # the selection split (data.holdout, taken from train) is measured too, so
+    # settings can be chosen without looking at the test split
+    from torchslim.zoo import split_train
+
+    _, hold = split_train(load_dataset("digits", "train"), 200, seed=0)
+    assert report["final"]["holdout_accuracy"] == evaluate(load(art), hold)["accuracy"]
+    assert all("holdout_accuracy" in s["metrics"] for s in report["stages"])
+    assert report["baseline"]["holdout_accuracy"] > 0.8
     # sparsity is real: 80% of every Linear weight is zero
     lin = [l for l in report["final"]["layers"] if l["type"] == "Linear"]
     assert all(l["sparsity"] >= 0.8 - 1e-3 for l in lin)

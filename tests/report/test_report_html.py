@@ -42,7 +42,7 @@ def test_contract_numbers_and_tables(tmp_path):
     title, cols, rows = summary_table(rep)
     assert rows[-2][-1] == 8.0 and cols == ["", "baseline", "final"]
     _, cols, rows = stages_table(rep)
-    assert rows[0][1] == "baseline" and rows[1][1] == "prune" and rows[1][7] == 4000 / 900
+    assert rows[0][1] == "baseline" and rows[1][1] == "prune" and rows[1][8] == 4000 / 900
     (t, cols, rows), = extra_tables(rep)
     assert "codec_stats" in t and cols == ["name", "bits_before", "bits_after", "entropy"] and rows[0][0] == "fc"
 

@@ -12,9 +12,11 @@ __all__ = ["measure_model", "compare_models_latency"]
 
 
 def measure_model(model: torch.nn.Module, *, test_data, example_inputs: tuple, artifact: str | Path | None,
-                  settings, latency: bool | None = None) -> dict:
+                  settings, latency: bool | None = None, holdout_data=None) -> dict:
     """Metrics of ``model`` (evaluated as given). ``settings`` is the recipe's
-    MeasureSpec. ``size_bytes`` is the size of ``artifact`` (None without one)."""
+    MeasureSpec. ``size_bytes`` is the size of ``artifact`` (None without one).
+    With ``holdout_data`` (the recipe's selection split of train), also
+    ``holdout_accuracy``: the number to choose settings by, never the test one."""
     from ..analysis.evaluate import evaluate
     from ..analysis.profile import profile
 
@@ -32,6 +34,8 @@ def measure_model(model: torch.nn.Module, *, test_data, example_inputs: tuple, a
         "size_bytes": Path(artifact).stat().st_size if artifact is not None else None,
         "latency_ms": None,
     }
+    if holdout_data is not None:
+        out["holdout_accuracy"] = evaluate(model, holdout_data, batch_size=settings.eval_batch_size)["accuracy"]
     if settings.latency if latency is None else latency:
         from ..analysis.latency import latency as measure_latency
 

@@ -204,7 +204,7 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
         dense = load(path)
         rec = {"fingerprint": base_fp, "artifact": BASELINE_ARTIFACT,
                "metrics": measure_model(dense, test_data=test, example_inputs=inputs, artifact=path,
-                                        settings=recipe.measure)}
+                                        settings=recipe.measure, holdout_data=ctx.calib_data)}
         rec["layers"] = _layers(dense)
         _write_json(out / "baseline.json", rec)
         return rec
@@ -248,7 +248,7 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
                "extras": {k: v for k, v in changed.items() if v is not None},
                "extras_state": {k: _jsonable(v) for k, v in ctx.extras.items() if _jsonable(v) is not None
                                 and k not in ("fit_history", "fit_resumed_from")}}
-        rec.update(_measure_stage(model, artifact, test, inputs, recipe, progress))
+        rec.update(_measure_stage(model, artifact, test, inputs, recipe, progress, holdout=ctx.calib_data))
         rec["status"] = "done"
         _write_json(sdir / "stage.json", rec)
         records.append(rec)
@@ -299,7 +299,7 @@ def _layers(model) -> dict:
     return {"layers": layer_stats(model), "histogram": weight_histogram(model)}
 
 
-def _measure_stage(model, artifact: Path, test, inputs, recipe: Recipe, progress: bool) -> dict:
+def _measure_stage(model, artifact: Path, test, inputs, recipe: Recipe, progress: bool, holdout=None) -> dict:
     """Measure what is on disk: the model rebuilt from the stage's artifact. If
     that cannot be rebuilt, measure the in-memory model and say so."""
     from ..analysis.evaluate import evaluate
@@ -312,7 +312,7 @@ def _measure_stage(model, artifact: Path, test, inputs, recipe: Recipe, progress
     except Exception as e:  # an artifact this build cannot rebuild: measure the model itself
         shipped, note = model, f"measured in memory; {artifact} could not be loaded: {e}"
     metrics = measure_model(shipped, test_data=test, example_inputs=inputs, artifact=artifact,
-                            settings=recipe.measure)
+                            settings=recipe.measure, holdout_data=holdout)
     out = {"metrics": metrics, **_layers(shipped)}
     if shipped is not model:
         mem = evaluate(model, test, batch_size=recipe.measure.eval_batch_size)["accuracy"]
@@ -342,7 +342,7 @@ def _finish(recipe: Recipe, out: Path, model, ctx, baseline_rec: dict, records: 
                           metadata={"dataset": recipe.data.dataset, "recipe": recipe.name})
     final_model = load(final_path)
     final = measure_model(final_model, test_data=test, example_inputs=inputs, artifact=final_path,
-                          settings=recipe.measure, latency=False)
+                          settings=recipe.measure, latency=False, holdout_data=ctx.calib_data)
     final_layers = _layers(final_model)
     baseline = dict(baseline_rec["metrics"])
     paired = None

@@ -33,17 +33,24 @@ def summary_table(report: dict) -> Table:
 
 def stages_table(report: dict) -> Table:
     fp32 = report.get("baseline_fp32_bytes")
-    rows = [["-", "baseline", "", report["baseline"].get("accuracy"), _err(report["baseline"]),
+    rows = [["-", "baseline", "", _hold(report["baseline"]), report["baseline"].get("accuracy"), _err(report["baseline"]),
              report["baseline"].get("nonzero_params"), report["baseline"].get("size_bytes"),
              fp32 / report["baseline"]["size_bytes"] if fp32 and report["baseline"].get("size_bytes") else None,
              report["baseline"].get("latency_ms"), None]]
     for s in report.get("stages", []):
         m = s.get("metrics") or {}
-        rows.append([s["index"], s["name"], s["kind"], m.get("accuracy"), _err(m), m.get("nonzero_params"),
+        rows.append([s["index"], s["name"], s["kind"], _hold(m), m.get("accuracy"), _err(m), m.get("nonzero_params"),
                      m.get("size_bytes"), fp32 / m["size_bytes"] if fp32 and m.get("size_bytes") else None,
                      m.get("latency_ms"), s.get("seconds")])
     return ("stages (each measured from its artifact on disk)",
-            ["#", "stage", "kind", "accuracy", "error %", "non-zero", "bytes", "ratio", "latency ms", "seconds"], rows)
+            ["#", "stage", "kind", "holdout err % (choose by this)", "accuracy", "error %", "non-zero", "bytes",
+             "ratio", "latency ms", "seconds"], rows)
+
+
+def _hold(m: dict):
+    """Error % on the selection split of train (None when the recipe has none)."""
+    acc = m.get("holdout_accuracy")
+    return None if acc is None else 100 * (1 - acc)
 
 
 def layers_table(report: dict) -> Table:
