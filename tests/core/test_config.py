@@ -69,3 +69,12 @@ def test_train_config_validation():
         TrainConfig(lr=-1)
     with pytest.raises(ConfigError, match="optimizer"):
         TrainConfig.from_dict({"optimizer": "rmsprop"})
+
+
+def test_changed_lists_only_non_defaults_and_is_stable():
+    from torchslim.train import TrainConfig
+
+    assert TrainConfig().changed() == {}
+    assert TrainConfig(epochs=3, lr=0.01).changed() == {"epochs": 3, "lr": 0.01}
+    assert TrainConfig(epochs=3) == TrainConfig.from_dict(TrainConfig(epochs=3).to_dict())
+    assert TrainConfig(epochs=3).changed() != TrainConfig(epochs=4).changed()

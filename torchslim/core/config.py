@@ -131,6 +131,25 @@ class Config:
             out[f.name] = _plain(v)
         return out
 
+    def changed(self) -> dict[str, Any]:
+        """Only the fields that differ from their defaults (nested configs
+        likewise). Equal configs give equal dicts, and a field added later with
+        a default leaves the dict of an existing config unchanged, so
+        fingerprints built from it survive upgrades."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = dataclasses.MISSING
+            if default is not dataclasses.MISSING and v == default:
+                continue
+            out[f.name] = v.changed() if isinstance(v, Config) else _plain(v)
+        return out
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str | None = None):
         where = where or cls.__name__

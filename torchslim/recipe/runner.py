@@ -72,7 +72,10 @@ def _fingerprints(recipe: Recipe) -> tuple[str, list[str]]:
     that can change the model up to that point."""
     d = recipe.to_dict()
     head = {"model": d["model"], "data": d["data"], "seed": d["seed"]}
-    tail = {"teacher": d.get("teacher"), "distill": d.get("distill")}
+    # configs enter by their non-default fields only, so a field added to a
+    # config in a later version does not invalidate finished stages
+    tail = {"teacher": d.get("teacher"), "distill": recipe.distill.changed() if recipe.distill is not None else None}
+    d["stages"] = [{"name": s.name, "kind": s.kind, **s.config.changed()} for s in recipe.stages]
 
     def h(obj) -> str:
         return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

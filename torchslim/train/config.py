@@ -23,6 +23,7 @@ class TrainConfig(Config):
     gamma: float = 0.1
     warmup_steps: int = 0
     label_smoothing: float = 0.0
+    shift: int = 0  # random translation of each input by up to this many pixels per axis (0 = off)
     grad_clip: float | None = None
     seed: int = 0
     max_steps_per_epoch: int | None = None  # cap, for quick runs and tests
@@ -39,6 +40,8 @@ class TrainConfig(Config):
             raise ConfigError(f"TrainConfig.lr must be positive, got {self.lr}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.shift < 0:
+            raise ConfigError(f"TrainConfig.shift must be >= 0 (pixels of random translation), got {self.shift}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch <= 0:
             raise ConfigError("TrainConfig.max_steps_per_epoch must be positive or null")
         if self.checkpoint_every_steps is not None and self.checkpoint_every_steps <= 0:

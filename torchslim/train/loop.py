@@ -23,6 +23,7 @@ from ..core.errors import ConfigError
 from ..zoo.data import Loader
 from . import distributed
 from .callbacks import Callback, TrainState
+from .augment import random_shift
 from .config import TrainConfig
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
@@ -112,7 +113,8 @@ def fit(model: nn.Module, train_data, config: TrainConfig | None = None, *, eval
     resumed = None
     if ckpt_path is not None and resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        saved_cfg = json.loads(ck["config"])
+        # fields added in a later version are missing from older checkpoints: they had the default
+        saved_cfg = {**type(cfg)().to_dict(), **json.loads(ck["config"])}
         if _comparable(saved_cfg) != _comparable(cfg.to_dict()):
             diff = sorted(k for k in _comparable(cfg.to_dict()) if saved_cfg.get(k) != cfg.to_dict().get(k))
             raise ConfigError(
@@ -166,6 +168,9 @@ def fit(model: nn.Module, train_data, config: TrainConfig | None = None, *, eval
                 g["lr"] = base * lr_factor(cfg, state.global_step, state.total_steps, steps_per_epoch)
             for cb in callbacks:
                 cb.on_batch_start(state)
+            if cfg.shift:
+                g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + state.global_step) * 64 + rank)
+                x = random_shift(x, cfg.shift, g)
             if autocast is not None:
                 with autocast:
                     out = loss_fn(net, x, y)
