@@ -3,6 +3,8 @@ and a save/load round trip of the result through the artifact."""
 import copy
 
 import pytest
+
+from torchslim.core.errors import ConfigError
 import torch
 
 import torchslim
@@ -112,6 +114,20 @@ def test_kmeans_pruned_layer_keeps_zeros_and_codebook_after_finetune(lenet5, tmp
         flat = p.detach().reshape(-1)
         for k in range(int(idx.max()) + 1):  # every cluster holds one value
             assert len(torch.unique(flat[idx == k])) == 1
+
+
+def test_kmeans_layer_bits_sets_codebook_size_per_layer(lenet5):
+    m = lenet5[0]
+    share_weights(m, KMeansConfig(bits=5, layer_bits={"fc1": 2, "conv1": 3}))
+    assert len(codebook_of(m.fc1.weight)) <= 4
+    assert len(codebook_of(m.conv1.weight)) <= 8
+    assert 8 < len(codebook_of(m.conv2.weight)) <= 32
+    cfg = KMeansConfig(layer_bits={"fc1": 2})
+    assert KMeansConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="fc9"):
+        share_weights(m, KMeansConfig(layer_bits={"fc9": 2}))
+    with pytest.raises(ConfigError, match="layer_bits"):
+        KMeansConfig(layer_bits={"fc1": 9})
 
 
 def test_choose_bits_respects_budget_and_prefers_insensitive_layers():

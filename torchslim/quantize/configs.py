@@ -150,12 +150,18 @@ class KMeansConfig(Config):
     Zeros of a pruned layer stay zero and are not clustered."""
 
     bits: int = 4
+    layer_bits: dict[str, int] = dataclasses.field(default_factory=dict)  # per-layer override of ``bits`` (mixed bits)
     iters: int = 30
     finetune: TrainConfig | None = None
     scope: Scope = Scope()
 
     def validate(self):
         _check_bits("KMeansConfig", "bits", self.bits, 1, 8)
+        for name, b in self.layer_bits.items():
+            _check_bits("KMeansConfig", f"layer_bits[{name!r}]", b, 1, 8)
+
+    def bits_for(self, layer: str) -> int:
+        return self.layer_bits.get(layer, self.bits)
         if self.iters <= 0:
             raise ConfigError("KMeansConfig.iters must be positive")
 

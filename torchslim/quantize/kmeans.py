@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from ..core.config import register_handler
+from ..core.errors import ConfigError
 from ..train import Callback, fit
 from .configs import KMeansConfig
 
@@ -136,15 +137,20 @@ def share_weights(model: nn.Module, cfg: KMeansConfig = KMeansConfig()) -> dict[
     """Cluster the weights of every in-scope Linear/Conv in place; returns
     {name: (weight, assignment)} for ``WeightSharing``."""
     cfg.scope.check_names(model)
+    selected = dict(cfg.scope.select(model))
+    unknown = sorted(set(cfg.layer_bits) - set(selected))
+    if unknown:
+        raise ConfigError(f"quantize.kmeans layer_bits: {unknown} are not in-scope Linear/Conv layers of the model; "
+                          f"use some of {sorted(selected)}")
     out = {}
-    for name, layer in cfg.scope.select(model):
+    for name, layer in selected.items():
         _make_weight_plain(layer)
         w = layer.weight
         flat = w.data.reshape(-1)
         mask = flat != 0
         idx = torch.full((flat.numel(),), -1, dtype=torch.long)
         if mask.any():
-            centroids, assign = kmeans_1d(flat[mask], 2 ** cfg.bits, iters=cfg.iters)
+            centroids, assign = kmeans_1d(flat[mask], 2 ** cfg.bits_for(name), iters=cfg.iters)
             idx[mask] = assign
             flat.copy_(torch.where(mask, centroids[idx.clamp(min=0)], torch.zeros_like(flat)))
         snap_(w, idx)
