@@ -12,7 +12,7 @@ import torch
 from torchslim.artifact import load
 
 ARGS = ["lenet300", "--dataset", "mnist", "--epochs", "2", "--batch-size", "32", "--max-steps-per-epoch", "300",
-        "--checkpoint-every-steps", "40", "--lr", "1e-3", "--no-progress", "--json"]
+        "--checkpoint-every-steps", "40", "--lr", "1e-3", "--shift", "1", "--no-progress", "--json"]  # shift: augmentation must resume exactly too
 
 
 def run_cli(out: Path, **popen):

@@ -15,6 +15,8 @@ def add_parser(sub):
     p.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw"])
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--scheduler", default="cosine", choices=["none", "cosine", "step", "onecycle"])
+    p.add_argument("--shift", type=int, default=0,
+                   help="random translation augmentation: move each image by up to this many pixels (0 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps-per-epoch", type=int, default=None)
     p.add_argument("--checkpoint-every-steps", type=int, default=None)
@@ -37,7 +39,7 @@ def run(args) -> int:
     torch.manual_seed(args.seed)
     model = load_model(args.model, dataset=args.dataset)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                      weight_decay=args.weight_decay, scheduler=args.scheduler, seed=args.seed,
+                      weight_decay=args.weight_decay, scheduler=args.scheduler, seed=args.seed, shift=args.shift,
                       max_steps_per_epoch=args.max_steps_per_epoch,
                       checkpoint_every_steps=args.checkpoint_every_steps)
     out = Path(args.out)
