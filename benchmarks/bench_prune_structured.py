@@ -1,99 +1,170 @@
 """Structured pruning with physical removal, side by side with Torch-Pruning.
 
-CNNs (resnet8, mobilenetv2 on MNIST): prune to 50% of the MACs with
-torchslim.prune.structured and with Torch-Pruning's MetaPruner (group L2
-magnitude, the same round_to, its pruning ratio bisected to the same MAC
-target, MACs counted by the same profiler), fine-tune both with the same
-budget through torchslim.train.fit, and print accuracy, MACs, params, CPU
-latency speedup (batch 1 and 32, alternating pairs, median of per-pair
-ratios) and pruning time in one table.
+CNNs (resnet8, mobilenetv2 on MNIST; the fully trained baselines of
+benchmarks.common, trained once and cached): prune to 50% of the MACs
+
+- ``torchslim``: torchslim.prune.structured (group L2, round_to 8, one
+  channel fraction searched to the MAC target);
+- ``torchslim+blocks``: torchslim.prune.remove_blocks first (identity
+  residual blocks, least output change on training images first; as many as
+  leave the model above 55% of its MACs), then structured channels to the
+  same 50% MAC target. Fewer layers also means fewer per-op costs, which is
+  what limits the speed of these small models;
+- ``torch-pruning``: Torch-Pruning's MetaPruner (GroupMagnitudeImportance
+  p=2, the same round_to, its ratio bisected to the same MAC target, MACs
+  counted by the same profiler);
+
+then fine-tune each with the same budget (FT_EPOCHS epochs through
+torchslim.train.fit on the training split minus a 5k holdout) and print
+accuracy (test; holdout too), MACs, params, pruning time and the latency
+ratio dense/pruned measured with torchslim.analysis.latency.compare_latency
+(alternating pairs, median of per-pair ratios) at THREADS threads, batch 1
+and 32, three ways: eager PyTorch, eager with BatchNorm folded into the
+convolutions (both models alike), and ONNX Runtime (fp32 export of both,
+torchslim.export.OrtModel).
 
 Transformers: the zoo ViT (attention heads + MLP units, 50% MACs, same
-fine-tune budget) and the pretrained MiniLM (heads + intermediate units,
-no fine-tuning: cosine similarity of the embeddings to the unpruned model's).
+fine-tune budget for both tools) and the pretrained MiniLM (heads +
+intermediate units, 30% of the MACs removed, no fine-tuning: cosine
+similarity of the embeddings to the unpruned model on held-out sentences of
+torchslim.zoo.text, split "eval").
 
-Baselines: benchmarks.common.baseline(name) when its cached artifact exists;
-otherwise a budget baseline trained here (BUDGET below) and cached, because
-the common recipe (6 full MNIST epochs) takes over an hour on a shared 2-core
-machine. The JSON result says which one was used.
+Environment:
+  TORCHSLIM_BENCH_ONLY=resnet8|mobilenetv2|vit|minilm (comma list) one part;
+      results go to benchmarks/results/prune_structured-<part>.json
+  TORCHSLIM_BENCH_ONLY=latency  re-measure only the latency, from the saved
+      artifacts (~/.cache/torchslim/bench/structured-*.safetensors) and the
+      cached baselines (for a quiet machine); prune_structured-latency.json
+  TORCHSLIM_BENCH_ONLY=report   print one table from the saved JSON files
+  TORCHSLIM_BENCH_ONLY=widths   latency of wider untrained variants
+  TORCHSLIM_BENCH_FT_EPOCHS (default 1), TORCHSLIM_BENCH_LAT_REPEATS (30),
+  TORCHSLIM_BENCH_FT_STEPS (cap on fine-tune steps per epoch: smoke runs only)
 """
 from __future__ import annotations
 
 import copy
+import json
 import os
-import time
+import tempfile
 import warnings
 
 import torch
 
-from benchmarks.common import Timer, baseline, baseline_path, write_result
+from benchmarks.common import RESULTS, Timer, baseline, baseline_path, write_result
 from torchslim.analysis.evaluate import evaluate
 from torchslim.analysis.latency import compare_latency
 from torchslim.artifact import load, save
 from torchslim.core.scope import Scope
-from torchslim.prune import count_cost, structured
+from torchslim.prune import count_cost, remove_blocks, residual_blocks, structured
 from torchslim.train import TrainConfig, fit
 from torchslim.zoo import build_model, load_dataset
-from torchslim.zoo.data import cache_dir
+from torchslim.zoo.data import cache_dir, split_train
 
 THREADS = 2
-BUDGET = {
-    "baseline_steps": int(os.environ.get("TORCHSLIM_BENCH_BASE_STEPS", 300)),
-    "finetune_steps": int(os.environ.get("TORCHSLIM_BENCH_FT_STEPS", 100)),
-    "latency_repeats": int(os.environ.get("TORCHSLIM_BENCH_LAT_REPEATS", 30)),
-}
-MAC_TARGET = 0.5  # remove half of the MACs
+FT_EPOCHS = int(os.environ.get("TORCHSLIM_BENCH_FT_EPOCHS", 1))
+LAT_REPEATS = int(os.environ.get("TORCHSLIM_BENCH_LAT_REPEATS", 30))
+FT_MAX_STEPS = int(os.environ["TORCHSLIM_BENCH_FT_STEPS"]) if os.environ.get("TORCHSLIM_BENCH_FT_STEPS") else None
+MAC_TARGET = 0.5  # fraction of the MACs removed (CNNs, ViT)
+MINILM_TARGET = 0.3  # MiniLM has no fine-tune: a milder cut
+BLOCKS_KEEP_AT_LEAST = 0.55  # remove_blocks stops before the MACs fall below this fraction
 ROUND_TO = 8
-CNN_KWARGS = {"resnet8": {}, "mobilenetv2": {}}
+HOLDOUT = 5000
 CLASSIFIER = {"resnet8": "fc", "mobilenetv2": "classifier", "vit": "head"}
+FINETUNE = {
+    "resnet8": dict(lr=1e-3, optimizer="adam"),
+    "mobilenetv2": dict(lr=1e-3, optimizer="adam"),
+    "vit": dict(lr=5e-4, optimizer="adamw", weight_decay=0.05),
+}
+IMAGE = (1, 28, 28)
+TOOLS = ("torchslim", "torchslim+blocks", "torch-pruning")
 
 
-def _budget_baseline(name: str, kwargs: dict, lr: float, optimizer: str = "adam"):
-    """A cached baseline trained for BUDGET['baseline_steps'] steps."""
-    path = cache_dir() / "baselines" / f"budget-{name}-{BUDGET['baseline_steps']}.safetensors"
-    if path.exists():
-        return load(path), {"source": f"budget baseline ({BUDGET['baseline_steps']} steps, cached)"}
-    torch.manual_seed(0)
-    model = build_model(name, dataset="mnist", **kwargs)
-    cfg = TrainConfig(epochs=1, batch_size=128, lr=lr, optimizer=optimizer, scheduler="cosine",
-                      max_steps_per_epoch=BUDGET["baseline_steps"])
-    fit(model, load_dataset("mnist", "train"), cfg, out_dir=path.with_suffix(".run"), progress=False)
-    save(model, path)
-    return model.eval(), {"source": f"budget baseline ({BUDGET['baseline_steps']} steps)"}
+def bench_dir():
+    d = cache_dir() / "bench"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
-def get_baseline(name: str):
-    if baseline_path(name).exists():
-        m, info = baseline(name, progress=False)
-        return m, {"source": "benchmarks.common.baseline", **info}
-    lr = 1e-3 if name == "vit" else 2e-3
-    return _budget_baseline(name, CNN_KWARGS.get(name, {}), lr, "adamw" if name == "vit" else "adam")
+def artifact_path(name: str, tool: str):
+    return bench_dir() / f"structured-{name}-{tool.replace('+', '_')}.safetensors"
 
 
-def finetune(model, name: str):
-    cfg = TrainConfig(epochs=1, batch_size=128, lr=1e-3, optimizer="adam", scheduler="cosine",
-                      max_steps_per_epoch=BUDGET["finetune_steps"], seed=1)
+def _data():
+    train, holdout = split_train(load_dataset("mnist", "train"), HOLDOUT, seed=0)
+    return train, holdout, load_dataset("mnist", "test")
+
+
+def finetune(model, name: str, train):
+    cfg = TrainConfig(epochs=FT_EPOCHS, batch_size=128, scheduler="cosine", seed=1, max_steps_per_epoch=FT_MAX_STEPS,
+                      **FINETUNE[name])
     with Timer() as t:
-        fit(model, load_dataset("mnist", "train"), cfg, progress=False)
+        fit(model, train, cfg, progress=False)
     return model.eval(), t.seconds
 
 
-def _acc(model, test) -> float:
-    return 100.0 * evaluate(model.eval(), test)["accuracy"]
+def _acc(model, data) -> float:
+    return 100.0 * evaluate(model.eval(), data)["accuracy"]
 
 
-def _latency(base, pruned, shape) -> dict:
+# ------------------------------------------------------------------ latency
+def _bn_folded(model):
+    from torchslim.quantize.bnfold import fold_batchnorm
+
+    m = copy.deepcopy(model).eval()
+    fold_batchnorm(m)
+    return m
+
+
+def _ort(model, inputs, path):
+    from torchslim.export import to_onnx
+    from torchslim.export.runtime import OrtModel
+
+    return OrtModel(to_onnx(model.eval(), path, inputs), threads=THREADS)
+
+
+def latency_table(base, pruned, make_inputs, *, kinds=("eager", "eager_bnfold", "ort")) -> dict:
+    """{kind: {b1|b32: speedup, ms}}: the dense and the pruned model timed
+    alternately (compare_latency) at THREADS threads."""
     out = {}
-    for b in (1, 32):
-        x = (torch.rand(b, *shape),)
-        r = compare_latency(base, pruned, x, threads=THREADS, repeats=BUDGET["latency_repeats"])
-        out[f"b{b}"] = {"speedup": r["ratio_median"], "base_ms": r["a_median_ms"], "pruned_ms": r["b_median_ms"],
-                        "ratio_p10": r["ratio_p10"], "ratio_p90": r["ratio_p90"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in kinds:
+            if kind == "eager":
+                a, b = base, pruned
+            elif kind == "eager_bnfold":
+                a, b = _bn_folded(base), _bn_folded(pruned)
+            else:
+                a, b = _ort(base, make_inputs(1), f"{tmp}/a.onnx"), _ort(pruned, make_inputs(1), f"{tmp}/b.onnx")
+            out[kind] = {}
+            for bs in (1, 32):
+                r = compare_latency(a, b, make_inputs(bs), threads=THREADS, repeats=LAT_REPEATS)
+                out[kind][f"b{bs}"] = {"speedup": r["ratio_median"], "base_ms": r["a_median_ms"],
+                                       "pruned_ms": r["b_median_ms"], "ratio_p10": r["ratio_p10"],
+                                       "ratio_p90": r["ratio_p90"]}
     return out
 
 
+def _image_inputs(bs: int):
+    g = torch.Generator().manual_seed(bs)
+    return (torch.rand(bs, *IMAGE, generator=g),)
+
+
 # ------------------------------------------------------------------ Torch-Pruning
-def tp_prune(model, example, ignored: list[str], target: float):
+def _bisect(run, target: float):
+    """Bisection of a peer's pruning ratio until ``run(ratio)`` removes
+    ``target`` of the MACs (within 1% of it); the closest candidate."""
+    lo, hi, best = 0.0, 0.95, None
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        m, red = run(mid)
+        if best is None or abs(red - target) < abs(best[1] - target):
+            best = (m, red, mid)
+        if abs(red - target) <= 0.01 * target:
+            break
+        lo, hi = (mid, hi) if red < target else (lo, mid)
+    return best
+
+
+def tp_prune_cnn(model, example, ignored: list[str], target: float):
     """Torch-Pruning MetaPruner (GroupMagnitudeImportance p=2, round_to), its
     uniform pruning ratio bisected until MACs drop by ``target``."""
     import torch_pruning as tp
@@ -108,216 +179,379 @@ def tp_prune(model, example, ignored: list[str], target: float):
         pr.step()
         return m, 1.0 - count_cost(m, example, "macs") / base
 
-    lo, hi, best = 0.0, 0.95, None
-    for _ in range(14):
-        mid = (lo + hi) / 2
-        m, red = run(mid)
-        if best is None or abs(red - target) < abs(best[1] - target):
-            best = (m, red)
-        if abs(red - target) <= 0.01 * target:
-            break
-        lo, hi = (mid, hi) if red < target else (lo, mid)
-    return best
+    return _bisect(run, target)
+
+
+def tp_prune_vit(model, example, target: float):
+    """Torch-Pruning on the zoo ViT: whole heads of the separate q/k/v
+    projections (num_heads, prune_num_heads=True, prune_head_dims=False,
+    head_pruning_ratio = pruning_ratio) and MLP hidden units; the residual
+    width (patch_embed, attn.proj, mlp.fc2 outputs) and the head are kept,
+    as in torchslim's scope."""
+    import torch_pruning as tp
+
+    base = count_cost(model, example, "macs")
+
+    def run(ratio):
+        m = copy.deepcopy(model)
+        heads = {lin: blk.attn.num_heads for blk in m.blocks for lin in (blk.attn.q, blk.attn.k, blk.attn.v)}
+        ignored = [m.patch_embed, m.head] + [b.attn.proj for b in m.blocks] + [b.mlp.fc2 for b in m.blocks]
+        pr = tp.pruner.MetaPruner(m, example[0], importance=tp.importance.GroupMagnitudeImportance(p=2),
+                                  pruning_ratio=ratio, ignored_layers=ignored, num_heads=heads,
+                                  prune_num_heads=True, prune_head_dims=False, head_pruning_ratio=ratio)
+        pr.step()
+        return m, 1.0 - count_cost(m, example, "macs") / base
+
+    return _bisect(run, target)
+
+
+def tp_prune_bert(model, example, target: float):
+    """Torch-Pruning on MiniLM (HF BertModel inside): whole heads of
+    query/key/value (num_heads dict) and intermediate units; the hidden size
+    (embeddings, attention.output.dense, output.dense) is kept. The HF
+    attention modules' head counts are updated afterwards, as Torch-Pruning's
+    own BERT example does."""
+    import torch_pruning as tp
+
+    base = count_cost(model, example, "macs")
+
+    def run(ratio):
+        m = copy.deepcopy(model)
+        layers = m.bert.encoder.layer
+        heads = {}
+        ignored = [m.bert.embeddings]
+        for lay in layers:
+            s = lay.attention.self
+            heads.update({lin: s.num_attention_heads for lin in (s.query, s.key, s.value)})
+            ignored += [lay.attention.output.dense, lay.output.dense]
+        if getattr(m.bert, "pooler", None) is not None:
+            ignored.append(m.bert.pooler)
+        pr = tp.pruner.MetaPruner(m, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
+                                  pruning_ratio=ratio, ignored_layers=ignored, num_heads=heads,
+                                  prune_num_heads=True, prune_head_dims=False, head_pruning_ratio=ratio)
+        pr.step()
+        for lay in layers:
+            s = lay.attention.self
+            s.num_attention_heads = pr.num_heads[s.query]
+            s.all_head_size = s.query.out_features
+        return m, 1.0 - count_cost(m, example, "macs") / base
+
+    return _bisect(run, target)
 
 
 # ------------------------------------------------------------------ CNNs
-def bench_cnn(name: str, test) -> dict:
-    base, info = get_baseline(name)
-    base.eval()
-    shape = (1, 28, 28)
-    ex = (torch.rand(1, *shape),)
-    res = {"baseline_source": info.get("source"), "kwargs": CNN_KWARGS[name]}
-    base_macs, base_params = count_cost(base, ex, "macs"), count_cost(base, ex, "params")
-    res["baseline"] = {"accuracy": _acc(base, test), "macs": base_macs, "params": base_params}
-    x_check = torch.rand(4, *shape)
+def _blocks_then_channels(base, ex, calib):
+    total = count_cost(base, ex, "macs")
+    n = 0
+    for k in range(1, len(residual_blocks(base, ex)) + 1):
+        if count_cost(remove_blocks(base, ex, count=k, calib_data=calib), ex, "macs") < BLOCKS_KEEP_AT_LEAST * total:
+            break
+        n = k
+    m = remove_blocks(base, ex, count=n, calib_data=calib) if n else base
+    removed = m.torchslim_blocks["removed"] if n else []
+    rest = 1.0 - (1.0 - MAC_TARGET) * total / count_cost(m, ex, "macs")
+    p = structured(m, ex, ratio=rest, target="macs", importance="l2", round_to=ROUND_TO)
+    p.torchslim_blocks = {"removed": removed}
+    return p
 
-    rows = {}
-    # torchslim
+
+def bench_cnn(name: str) -> dict:
+    base, info = baseline(name, progress=False)
+    base.eval()
+    train, holdout, test = _data()
+    ex = _image_inputs(1)
+    res = {"baseline_source": "benchmarks.common.baseline (full recipe)", "baseline_train": info.get("train"),
+           "finetune": {"epochs": FT_EPOCHS, "data": f"mnist train minus {HOLDOUT} holdout", **FINETUNE[name]}}
+    base_macs, base_params = count_cost(base, ex, "macs"), count_cost(base, ex, "params")
+    res["baseline"] = {"accuracy": _acc(base, test), "holdout_accuracy": _acc(base, holdout),
+                       "macs": base_macs, "params": base_params}
+    x_check = torch.rand(4, *IMAGE)
+    calib = holdout.take(512)
+
+    pruned = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with Timer() as t:
-            ours = structured(base, ex, ratio=MAC_TARGET, target="macs", importance="l2", round_to=ROUND_TO)
-    rows["torchslim"] = (ours, t.seconds)
-    # Torch-Pruning
+            m = structured(base, ex, ratio=MAC_TARGET, target="macs", importance="l2", round_to=ROUND_TO)
+        pruned["torchslim"] = (m, t.seconds, {})
+        with Timer() as t:
+            m = _blocks_then_channels(base, ex, calib)
+        pruned["torchslim+blocks"] = (m, t.seconds, {"blocks_removed": m.torchslim_blocks["removed"]})
     try:
         with Timer() as t:
-            theirs, _ = tp_prune(base, ex, [CLASSIFIER[name]], MAC_TARGET)
-        rows["torch-pruning"] = (theirs, t.seconds)
-    except Exception as e:  # keep our numbers if the peer fails
+            m, _, ratio = tp_prune_cnn(base, ex, [CLASSIFIER[name]], MAC_TARGET)
+        pruned["torch-pruning"] = (m, t.seconds, {"tp_pruning_ratio": ratio})
+    except Exception as e:  # keep our numbers if the peer fails, and say why
         res["torch-pruning_error"] = f"{type(e).__name__}: {e}"
 
-    for tool, (m, secs) in rows.items():
+    for tool, (m, secs, extra) in pruned.items():
         m.eval()
         with torch.no_grad():
             same_shape = tuple(m(x_check).shape) == tuple(base(x_check).shape)
-        acc0 = _acc(m, test)
-        m, ft_secs = finetune(m, name)
-        r = {"prune_seconds": secs, "macs": count_cost(m, ex, "macs"), "params": count_cost(m, ex, "params"),
-             "output_shape_unchanged": same_shape, "accuracy_before_finetune": acc0,
-             "accuracy": _acc(m, test), "finetune_seconds": ft_secs, "latency": _latency(base, m, shape)}
+        r = {"prune_seconds": secs, **extra, "macs": count_cost(m, ex, "macs"), "params": count_cost(m, ex, "params"),
+             "output_shape_unchanged": same_shape, "accuracy_before_finetune": _acc(m, test)}
+        m, r["finetune_seconds"] = finetune(m, name, train)
+        r["accuracy"], r["holdout_accuracy"] = _acc(m, test), _acc(m, holdout)
+        r["accuracy_drop"] = res["baseline"]["accuracy"] - r["accuracy"]
         r["macs_fraction"] = r["macs"] / base_macs
-        if tool == "torchslim":
-            p = cache_dir() / "bench" / f"structured-{name}.safetensors"
-            save(m, p)
-            back = load(p)
-            with torch.no_grad():
-                r["artifact_reload_max_abs_diff"] = float((back(x_check) - m(x_check)).abs().max())
-            r["artifact_bytes"] = p.stat().st_size
+        p = artifact_path(name, tool)
+        save(m, p)
+        with torch.no_grad():
+            r["artifact_reload_max_abs_diff"] = float((load(p)(x_check) - m(x_check)).abs().max())
+        r["artifact"] = str(p)
+        r["latency"] = latency_table(base, m, _image_inputs)
         res[tool] = r
+        _partial(f"{name} {tool}", r)
     return res
 
 
 # ------------------------------------------------------------------ transformers
-def bench_vit(test) -> dict:
-    base, info = get_baseline("vit")
+def bench_vit() -> dict:
+    base, info = baseline("vit", progress=False)
     base.eval()
-    shape = (1, 28, 28)
-    ex = (torch.rand(1, *shape),)
+    train, holdout, test = _data()
+    ex = _image_inputs(1)
+    base_macs = count_cost(base, ex, "macs")
+    res = {"baseline_source": "benchmarks.common.baseline (full recipe)",
+           "finetune": {"epochs": FT_EPOCHS, **FINETUNE["vit"]},
+           "baseline": {"accuracy": _acc(base, test), "holdout_accuracy": _acc(base, holdout), "macs": base_macs,
+                        "params": count_cost(base, ex, "params")}}
     scope = Scope(patterns=(r"blocks\.\d+\.attn\.[qkv]", r"blocks\.\d+\.mlp\.fc1"))  # heads + MLP units only
+    pruned = {}
     with Timer() as t, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = structured(base, ex, ratio=MAC_TARGET, target="macs", importance="l2", scope=scope)
-    base_macs = count_cost(base, ex, "macs")
-    r = {"baseline_source": info.get("source"), "baseline_accuracy": _acc(base, test), "prune_seconds": t.seconds,
-         "heads": [blk.attn.num_heads for blk in m.blocks], "mlp_units": [blk.mlp.fc1.out_features for blk in m.blocks],
-         "macs_fraction": count_cost(m, ex, "macs") / base_macs, "accuracy_before_finetune": _acc(m, test)}
-    m, r["finetune_seconds"] = finetune(m, "vit")
-    r["accuracy"] = _acc(m, test)
-    r["latency"] = _latency(base, m, shape)
-    return r
+    pruned["torchslim"] = (m, t.seconds)
+    try:
+        with Timer() as t:
+            m, _, _ = tp_prune_vit(base, ex, MAC_TARGET)
+        pruned["torch-pruning"] = (m, t.seconds)
+    except Exception as e:
+        res["torch-pruning_error"] = f"{type(e).__name__}: {e}"
+    for tool, (m, secs) in pruned.items():
+        m.eval()
+        r = {"prune_seconds": secs, "heads": [blk.attn.num_heads for blk in m.blocks],
+             "mlp_units": [blk.mlp.fc1.out_features for blk in m.blocks], "macs": count_cost(m, ex, "macs"),
+             "params": count_cost(m, ex, "params"), "accuracy_before_finetune": _acc(m, test)}
+        r["macs_fraction"] = r["macs"] / base_macs
+        m, r["finetune_seconds"] = finetune(m, "vit", train)
+        r["accuracy"], r["holdout_accuracy"] = _acc(m, test), _acc(m, holdout)
+        r["accuracy_drop"] = res["baseline"]["accuracy"] - r["accuracy"]
+        p = artifact_path("vit", tool)
+        save(m, p)
+        r["artifact"] = str(p)
+        r["latency"] = latency_table(base, m, _image_inputs, kinds=("eager", "ort"))
+        res[tool] = r
+        _partial(f"vit {tool}", r)
+    return res
+
+
+def _minilm_inputs(bs: int, seq: int = 64):
+    from torchslim.export.inputs import full_token_batch
+
+    return full_token_batch(bs, seq)
+
+
+def _minilm_eval():
+    from torchslim.zoo.minilm import tokenizer
+    from torchslim.zoo.text import sentences
+
+    sents = sentences(256, split="eval")
+    enc = tokenizer()(sents, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def _cosine(base, m, ids, mask) -> dict:
+    with torch.no_grad():
+        a = torch.cat([base(ids[i:i + 32], mask[i:i + 32]) for i in range(0, len(ids), 32)])
+        b = torch.cat([m(ids[i:i + 32], mask[i:i + 32]) for i in range(0, len(ids), 32)])
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=1)
+    nn_agree = float(((a @ a.T).fill_diagonal_(-2).argmax(1) == (b @ b.T).fill_diagonal_(-2).argmax(1)).float().mean())
+    return {"embedding_cosine_mean": float(cos.mean()), "embedding_cosine_min": float(cos.min()),
+            "nearest_neighbour_agreement": nn_agree}
 
 
 def bench_minilm() -> dict:
-    from torchslim.zoo.minilm import tokenizer
-
     base = build_model("minilm").eval()
-    tok = tokenizer()
-    sentences = [f"sentence number {i} about {w} and compression of neural networks"
-                 for i, w in enumerate(["cats", "dogs", "weather", "pruning", "music", "football", "cooking", "trains"] * 4)]
-    enc = tok(sentences, padding="max_length", truncation=True, max_length=32, return_tensors="pt")
-    ids, mask = enc["input_ids"], enc["attention_mask"]
-    ex = (ids[:1], mask[:1])
+    ids, mask = _minilm_eval()
+    ex = _minilm_inputs(1)
+    base_macs = count_cost(base, ex, "macs")
+    res = {"eval": f"{len(ids)} sentences of torchslim.zoo.text split 'eval'", "no_finetune": True,
+           "mac_target_fraction_removed": MINILM_TARGET,
+           "baseline": {"macs_seq64": base_macs, "params": count_cost(base, ex, "params")}}
+    pruned = {}
     with Timer() as t, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = structured(base, ex, ratio=0.3, target="macs", importance="l2")
-    m.eval()
-    layers = m.bert.encoder.layer
-    r = {"prune_seconds": t.seconds, "method": m.torchslim_structured["method"],
-         "heads": [lay.attention.self.num_attention_heads for lay in layers],
-         "intermediate": [lay.intermediate.dense.out_features for lay in layers],
-         "macs_fraction": count_cost(m, ex, "macs") / count_cost(base, ex, "macs")}
-    with torch.no_grad():
-        cos = (base(ids, mask) * m(ids, mask)).sum(1)
-    r["embedding_cosine_mean"] = float(cos.mean())
-    r["embedding_cosine_min"] = float(cos.min())
-    p = cache_dir() / "bench" / "structured-minilm.safetensors"
-    save(m, p)
-    back = load(p)
-    with torch.no_grad():
-        r["artifact_reload_max_abs_diff"] = float((back(ids[:4], mask[:4]) - m(ids[:4], mask[:4])).abs().max())
-    lat = {}
-    for b in (1, 32):
-        rr = compare_latency(base, m, (ids[:b], mask[:b]), threads=THREADS, repeats=BUDGET["latency_repeats"])
-        lat[f"b{b}"] = {"speedup": rr["ratio_median"], "base_ms": rr["a_median_ms"], "pruned_ms": rr["b_median_ms"]}
-    r["latency"] = lat
-    return r
+        m = structured(base, ex, ratio=MINILM_TARGET, target="macs", importance="l2")
+    pruned["torchslim"] = (m, t.seconds)
+    try:
+        with Timer() as t, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m, _, _ = tp_prune_bert(base, ex, MINILM_TARGET)
+        pruned["torch-pruning"] = (m, t.seconds)
+    except Exception as e:
+        res["torch-pruning_error"] = f"{type(e).__name__}: {e}"
+    for tool, (m, secs) in pruned.items():
+        m.eval()
+        layers = m.bert.encoder.layer
+        r = {"prune_seconds": secs, "heads": [lay.attention.self.query.out_features // lay.attention.self.attention_head_size
+                                                for lay in layers],
+             "intermediate": [lay.intermediate.dense.out_features for lay in layers],
+             "macs": count_cost(m, ex, "macs"), "params": count_cost(m, ex, "params")}
+        r["macs_fraction"] = r["macs"] / base_macs
+        r.update(_cosine(base, m, ids, mask))
+        p = artifact_path("minilm", tool)
+        save(m, p)
+        with torch.no_grad():
+            r["artifact_reload_max_abs_diff"] = float((load(p)(ids[:4], mask[:4]) - m(ids[:4], mask[:4])).abs().max())
+        r["artifact"] = str(p)
+        r["latency"] = latency_table(base, m, _minilm_inputs, kinds=("eager", "ort"))
+        res[tool] = r
+        _partial(f"minilm {tool}", r)
+    return res
+
+
+# ------------------------------------------------------------------ latency only
+def bench_latency() -> dict:
+    """Latency only, from the saved artifacts and the cached baselines."""
+    out = {}
+    for name in ("resnet8", "mobilenetv2", "vit", "minilm"):
+        if not any(artifact_path(name, t).exists() for t in TOOLS):
+            continue
+        if name == "minilm":
+            base, inputs, kinds = build_model("minilm").eval(), _minilm_inputs, ("eager", "ort")
+        else:
+            if not baseline_path(name).exists():
+                print(f"[structured] latency {name}: no cached baseline at {baseline_path(name)}; skipped", flush=True)
+                continue
+            base = baseline(name, progress=False)[0].eval()
+            inputs, kinds = _image_inputs, (("eager", "ort") if name == "vit" else ("eager", "eager_bnfold", "ort"))
+        for tool in TOOLS:
+            p = artifact_path(name, tool)
+            if not p.exists():
+                continue
+            print(f"[structured] latency {name} {tool} ...", flush=True)
+            out.setdefault(name, {})[tool] = {"latency": latency_table(base, load(p).eval(), inputs, kinds=kinds)}
+    return out
 
 
 def bench_widths() -> dict:
     """Latency only (weights untrained: speed does not depend on their values):
-    wider variants of the CNNs pruned to 50% MACs, to show where the MAC cut
-    turns into wall-clock speed."""
+    wider variants of the CNNs pruned to 50% MACs."""
     out = {}
     for name, kw in (("resnet8", {"width": 32}), ("resnet8", {"width": 64}), ("mobilenetv2", {"width_mult": 2.0})):
         torch.manual_seed(0)
         m = build_model(name, dataset="mnist", **kw).eval()
-        ex = (torch.rand(1, 1, 28, 28),)
+        ex = _image_inputs(1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             p = structured(m, ex, ratio=MAC_TARGET, target="macs", round_to=ROUND_TO).eval()
         out[f"{name} {kw}"] = {"macs_fraction": count_cost(p, ex, "macs") / count_cost(m, ex, "macs"),
-                               "latency": _latency(m, p, (1, 28, 28))}
+                               "latency": latency_table(m, p, _image_inputs)}
     return out
+
+
+# ------------------------------------------------------------------ output
+def _lat_cells(r: dict, kinds=("eager", "eager_bnfold", "ort")) -> list[str]:
+    lat = r.get("latency", {})
+    return [f"{lat[k]['b1']['speedup']:.2f}x / {lat[k]['b32']['speedup']:.2f}x" if k in lat else "-" for k in kinds]
 
 
 def _print(results: dict) -> None:
     from torchslim.cli.common import print_table
 
+    lat_override = results.get("latency_only", {})
     rows = []
-    for name in ("resnet8", "mobilenetv2"):
-        res = results[name]
+    for name in ("resnet8", "mobilenetv2", "vit"):
+        res = results.get(name)
+        if not res:
+            continue
         b = res["baseline"]
-        rows.append([f"{name} dense", f"{b['accuracy']:.2f}", f"{b['macs'] / 1e6:.2f}M", f"{b['params'] / 1e3:.1f}k",
-                     "-", "-", "-", "-"])
-        for tool in ("torchslim", "torch-pruning"):
+        rows.append([f"{name} dense", f"{b['accuracy']:.2f} (holdout {b['holdout_accuracy']:.2f})",
+                     f"{b['macs'] / 1e6:.2f}M", f"{b['params'] / 1e3:.1f}k", "-", "-", "-", "-"])
+        for tool in TOOLS:
             if tool not in res:
-                rows.append([f"{name} {tool}", res.get(f"{tool}_error", "failed"), "", "", "", "", "", ""])
+                if f"{tool}_error" in res and tool == "torch-pruning":
+                    rows.append([f"{name} {tool}", res[f"{tool}_error"], "", "", "", "", "", ""])
                 continue
-            r = res[tool]
-            rows.append([f"{name} {tool}", f"{r['accuracy']:.2f} ({r['accuracy_before_finetune']:.2f})",
+            r = {**res[tool], **lat_override.get(name, {}).get(tool, {})}
+            rows.append([f"{name} {tool}", f"{r['accuracy']:.2f} (before ft {r['accuracy_before_finetune']:.2f})",
                          f"{r['macs'] / 1e6:.2f}M ({r['macs_fraction']:.1%})", f"{r['params'] / 1e3:.1f}k",
-                         f"{r['latency']['b1']['speedup']:.2f}x", f"{r['latency']['b32']['speedup']:.2f}x",
-                         f"{r['prune_seconds']:.1f}s", str(r["output_shape_unchanged"])])
-    print_table(f"structured pruning to {1 - MAC_TARGET:.0%} MACs, fine-tune {BUDGET['finetune_steps']} steps, "
-                f"latency median ratio, {THREADS} threads (shared machine)",
-                ["model", "acc % (before ft)", "MACs", "params", "speedup b1", "speedup b32", "prune time", "shape ok"],
-                rows)
+                         *_lat_cells(r), f"{r['prune_seconds']:.1f}s"])
+    print_table(f"structured pruning to {1 - MAC_TARGET:.0%} MACs, fine-tune {FT_EPOCHS} epoch(s); speedup = median "
+                f"of alternating dense/pruned pairs, batch 1 / batch 32, {THREADS} threads (state the machine load)",
+                ["model", "test acc %", "MACs", "params", "eager b1/b32", "eager BN-folded", "ONNX Runtime",
+                 "prune time"], rows)
+    mi = results.get("minilm")
+    if mi:
+        rows = []
+        for tool in ("torchslim", "torch-pruning"):
+            if tool not in mi:
+                rows.append([tool, mi.get(f"{tool}_error", "failed"), "", "", "", "", ""])
+                continue
+            r = {**mi[tool], **lat_override.get("minilm", {}).get(tool, {})}
+            rows.append([tool, f"{r['embedding_cosine_mean']:.4f} / {r['embedding_cosine_min']:.4f} / "
+                         f"{r['nearest_neighbour_agreement']:.3f}", f"{r['macs_fraction']:.1%}",
+                         f"{r['heads']} / {r['intermediate'][0]}", *_lat_cells(r, ("eager", "ort")),
+                         f"{r['prune_seconds']:.1f}s"])
+        print_table(f"MiniLM, {MINILM_TARGET:.0%} of MACs removed, no fine-tune ({mi['eval']}); latency batch 1 / 32 "
+                    "x 64 tokens", ["tool", "cosine mean / min / NN agree", "MACs", "heads / intermediate",
+                                    "eager b1/b32", "ONNX Runtime", "prune time"], rows)
     if "widths" in results:
-        print_table("wider variants, latency only (untrained weights), 50% MACs", ["model", "MACs", "b1", "b32"],
-                    [[k, f"{r['macs_fraction']:.1%}", f"{r['latency']['b1']['speedup']:.2f}x",
-                      f"{r['latency']['b32']['speedup']:.2f}x"] for k, r in results["widths"].items()])
-    v, mi = results["vit"], results["minilm"]
-    print_table("transformers", ["model", "result"], [
-        ["vit heads / MLP units", f"{v['heads']} / {v['mlp_units']}"],
-        ["vit MACs", f"{v['macs_fraction']:.1%}"],
-        ["vit accuracy dense -> pruned (before ft)",
-         f"{v['baseline_accuracy']:.2f} -> {v['accuracy']:.2f} ({v['accuracy_before_finetune']:.2f})"],
-        ["vit speedup b1 / b32", f"{v['latency']['b1']['speedup']:.2f}x / {v['latency']['b32']['speedup']:.2f}x"],
-        ["minilm heads", str(mi["heads"])], ["minilm intermediate", str(mi["intermediate"])],
-        ["minilm MACs", f"{mi['macs_fraction']:.1%}"],
-        ["minilm embedding cosine to dense (mean/min)",
-         f"{mi['embedding_cosine_mean']:.3f} / {mi['embedding_cosine_min']:.3f}"],
-        ["minilm speedup b1 / b32", f"{mi['latency']['b1']['speedup']:.2f}x / {mi['latency']['b32']['speedup']:.2f}x"],
-        ["minilm artifact reload max |diff|", f"{mi['artifact_reload_max_abs_diff']:.2e}"],
-    ])
+        print_table("wider variants, latency only (untrained weights), 50% MACs",
+                    ["model", "MACs", "eager b1/b32", "eager BN-folded", "ONNX Runtime"],
+                    [[k, f"{r['macs_fraction']:.1%}", *_lat_cells(r)] for k, r in results["widths"].items()])
 
 
 def _partial(name: str, res: dict) -> None:
-    """One line per finished model, so a long run shows its numbers as it goes."""
-    import json
-
+    """One line per finished piece, so a long run shows its numbers as it goes."""
     print(f"[structured] {name} done: " + json.dumps(res, default=lambda v: round(v, 4) if isinstance(v, float) else str(v)),
           flush=True)
 
 
+def _load_parts() -> dict:
+    """Every saved part (prune_structured-<part>.json), newest last."""
+    merged: dict = {}
+    files = sorted(RESULTS.glob("prune_structured-*.json"), key=lambda p: p.stat().st_mtime)
+    for p in files:
+        part = json.loads(p.read_text())
+        if p.stem == "prune_structured-latency":
+            merged["latency_only"] = part.get("models", {})
+            continue
+        for k in ("resnet8", "mobilenetv2", "vit", "minilm", "widths"):
+            if k in part and isinstance(part[k], dict) and ("baseline" in part[k] or k == "widths"):
+                merged[k] = part[k]
+    return merged
+
+
+PARTS = {"resnet8": lambda: bench_cnn("resnet8"), "mobilenetv2": lambda: bench_cnn("mobilenetv2"),
+         "vit": bench_vit, "minilm": bench_minilm, "widths": bench_widths}
+
+
 def main() -> None:
     torch.set_num_threads(1)  # training and evaluation; latency pairs use THREADS
-    test = load_dataset("mnist", "test")
-    results = {"budget": BUDGET, "threads": THREADS, "mac_target_fraction_removed": MAC_TARGET, "round_to": ROUND_TO}
     only = os.environ.get("TORCHSLIM_BENCH_ONLY")
-    for name in ("resnet8", "mobilenetv2"):
-        if only and name not in only:
-            continue
-        print(f"[structured] {name} ...", flush=True)
-        results[name] = bench_cnn(name, test)
-        _partial(name, results[name])
-    if not only or "vit" in only:
-        print("[structured] vit ...", flush=True)
-        results["vit"] = bench_vit(test)
-        _partial("vit", results["vit"])
-    if not only or "minilm" in only:
-        print("[structured] minilm ...", flush=True)
-        results["minilm"] = bench_minilm()
-    if not only or "widths" in only:
-        print("[structured] wider variants (latency only) ...", flush=True)
-        results["widths"] = bench_widths()
-    write_result("prune_structured" + (f"-{only.replace(',', '-')}" if only else ""), results)
-    if not only:
-        _print(results)
-    else:
-        import json
-
-        print(json.dumps(results, indent=1, default=str))
+    meta = {"threads": THREADS, "finetune_epochs": FT_EPOCHS, "finetune_max_steps": FT_MAX_STEPS, "latency_repeats": LAT_REPEATS,
+            "mac_target_fraction_removed": MAC_TARGET, "round_to": ROUND_TO, "load_average": os.getloadavg()}
+    if only == "report":
+        _print(_load_parts())
+        return
+    if only == "latency":
+        res = {**meta, "models": bench_latency()}
+        res["load_average_end"] = os.getloadavg()
+        write_result("prune_structured-latency", res)
+        _print(_load_parts())
+        return
+    parts = [p.strip() for p in only.split(",")] if only else [p for p in PARTS if p != "widths"]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise SystemExit(f"TORCHSLIM_BENCH_ONLY: unknown part(s) {unknown}; use {sorted(PARTS)}, latency or report")
+    for part in parts:
+        print(f"[structured] {part} ...", flush=True)
+        res = {**meta, part: PARTS[part]()}
+        res["load_average_end"] = os.getloadavg()
+        write_result(f"prune_structured-{part}", res)
+    _print(_load_parts())
 
 
 if __name__ == "__main__":

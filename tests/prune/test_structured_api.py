@@ -215,3 +215,39 @@ def test_remove_dead_residual_blocks(tmp_path):
         torch.testing.assert_close(p(*x), ref)
     with pytest.raises(ModelError, match="removable"):
         remove_blocks(v, x, count=5)
+
+
+def _layer3_macs(m):
+    return sum(c.in_channels * c.out_channels // c.groups * c.kernel_size[0] * c.kernel_size[1] * 49
+               for c in m.layer3.modules() if isinstance(c, nn.Conv2d))
+
+
+def test_latency_allocation_cuts_slow_groups_first():
+    """A synthetic latency in which layer3's MACs cost 5x: the latency
+    allocation must cut layer3 harder than the uniform one, still meet the MAC
+    target (checked with FlopCounterMode), and report its weights."""
+    m = build_model("resnet8", dataset="mnist").eval()
+    x = (torch.rand(1, 1, 28, 28),)
+
+    def cost(net):
+        return _macs(net, x) + 4 * _layer3_macs(net)
+
+    seen = []
+
+    def fake_speedup(dense, cand):
+        seen.append(cand)
+        return cost(dense) / cost(cand)
+
+    uni = structured(m, x, ratio=0.5, target="macs", round_to=8)
+    lat = structured(m, x, ratio=0.5, target="macs", round_to=8, allocation="latency", latency_fn=fake_speedup)
+    assert abs(1 - _macs(lat, x) / _macs(m, x) - 0.5) <= 0.05 * 0.5
+    assert lat(*x).shape == m(*x).shape
+    assert len(seen) == 6  # one candidate per prunable group
+    w = lat.torchslim_structured["latency_weights"]
+    l3 = [v for k, v in w.items() if k.startswith("layer3")]
+    l1 = [v for k, v in w.items() if k.startswith("layer1")]
+    assert min(l3) > max(l1)
+    assert _layer3_macs(lat) < _layer3_macs(uni)
+    assert cost(lat) < cost(uni)
+    with pytest.raises(ConfigError, match="allocation"):
+        structured(m, x, ratio=0.5, allocation="fastest")

@@ -9,6 +9,13 @@ with ``target="params"`` or ``"macs"`` it searches that fraction (bisection,
 each candidate counted on a real pruned copy) until the model's params or MACs
 meet the requested reduction.
 
+With ``allocation="latency"`` the groups are not cut by the same fraction:
+each group's fraction is the common one times its measured latency weight
+(``latency_weights``: the wall-clock time a cut of that group saves per
+MAC it removes, relative to the other groups), so channels whose MACs are
+slow (memory-bound depthwise and high-resolution layers, per-op overheads)
+go first; the common fraction is still searched to meet the target.
+
 The result is an ordinary, smaller ``nn.Module`` with the same output shape;
 ``torchslim.save`` records the new layer shapes, ``torchslim.load`` rebuilds it.
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -26,9 +34,11 @@ from ..graph.deps import DependencyGraph, Group, build_dependency_graph
 from ..graph.surgery import prune_groups
 from .structured_importance import group_importance
 
-__all__ = ["structured", "structured_plan", "StructuredPlan", "count_cost"]
+__all__ = ["structured", "structured_plan", "StructuredPlan", "count_cost", "latency_weights"]
 
 TARGETS = ("channels", "params", "macs")
+ALLOCATIONS = ("uniform", "latency")
+MAX_GROUP_RATIO = 0.9  # with latency weights no group loses more than this fraction of its channels
 
 
 def count_cost(model: nn.Module, example_inputs: tuple, target: str) -> int:
@@ -66,9 +76,20 @@ class StructuredPlan:
     def __init__(self, model: nn.Module, graph: DependencyGraph, groups: list[Group],
                  scores: dict[int, torch.Tensor], round_to: int | None):
         self.model, self.graph, self.groups, self.scores, self.round_to = model, graph, groups, scores, round_to
+        self.weights: dict[int, float] | None = None  # per-group multipliers of the common ratio
+
+    @property
+    def max_ratio(self) -> float:
+        """The common ratio at which every group is cut as far as allowed."""
+        if not self.weights:
+            return 0.999
+        return MAX_GROUP_RATIO / max(min(self.weights.values()), 1e-6)
 
     def keep_counts(self, ratio: float) -> dict[int, int]:
-        return {g.id: _n_keep(g.size, ratio, self.round_to, g.kind) for g in self.groups}
+        if not self.weights:
+            return {g.id: _n_keep(g.size, ratio, self.round_to, g.kind) for g in self.groups}
+        return {g.id: _n_keep(g.size, min(ratio * self.weights[g.id], MAX_GROUP_RATIO), self.round_to, g.kind)
+                for g in self.groups}
 
     def removal(self, keep: dict[int, int] | float) -> dict[int, torch.Tensor]:
         """Channels each group loses (its least important ones)."""
@@ -122,9 +143,49 @@ def structured_plan(model: nn.Module, example_inputs: tuple, *, importance: str 
     return StructuredPlan(model, graph, groups, scores, round_to)
 
 
+def latency_weights(plan: StructuredPlan, latency_inputs, *, fraction: float = 0.5, threads: int | None = None,
+                    repeats: int = 20, latency_fn: Callable[[nn.Module, nn.Module], float] | None = None
+                    ) -> dict[int, float]:
+    """Per-group latency weight: cut each group alone by ``fraction`` (rounded
+    as the plan rounds), measure the speedup over the unpruned model, and
+    divide the time saved (``1 - 1/speedup``, averaged over the input sets in
+    ``latency_inputs``) by the fraction of MACs removed. Weights are scaled
+    to a MAC-weighted mean of 1; a cut that saves no time gets a small weight.
+
+    ``latency_fn(dense, candidate) -> speedup`` replaces the measurement
+    (default: ``torchslim.analysis.latency.compare_latency``, alternating
+    pairs, median of per-pair ratios), e.g. to time an ONNX Runtime export."""
+    if latency_fn is None:
+        from ..analysis.latency import compare_latency
+
+        def latency_fn(a, b):
+            return sum(compare_latency(a, b, x, threads=threads, repeats=repeats)["ratio_median"]
+                       for x in latency_inputs) / len(latency_inputs)
+    ex = latency_inputs[0]
+    base_macs = count_cost(plan.model, ex, "macs")
+    full = plan.keep_counts(0.0)
+    saved, macs = {}, {}
+    for g in plan.groups:
+        k = _n_keep(g.size, fraction, plan.round_to, g.kind)
+        if k >= g.size:
+            saved[g.id], macs[g.id] = 0.0, 0.0
+            continue
+        cand = plan.apply({**full, g.id: k})
+        macs[g.id] = 1.0 - count_cost(cand, ex, "macs") / base_macs
+        saved[g.id] = 1.0 - 1.0 / max(float(latency_fn(plan.model, cand)), 1e-6)
+    per_mac = {gid: (saved[gid] / macs[gid] if macs[gid] > 0 else 0.0) for gid in saved}
+    total_macs = sum(macs.values()) or 1.0
+    mean = sum(per_mac[gid] * macs[gid] for gid in per_mac) / total_macs
+    floor = 0.1
+    if mean <= 0:  # no cut saves time: fall back to the same fraction everywhere
+        return {gid: 1.0 for gid in per_mac}
+    return {gid: max(v / mean, floor) for gid, v in per_mac.items()}
+
+
 def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: str = "channels",
                importance: str = "l2", scope: Scope | None = None, round_to: int | None = None,
-               best_effort: bool = False, calib_data=None) -> nn.Module:
+               best_effort: bool = False, calib_data=None, allocation: str = "uniform",
+               latency_inputs=None, latency_fn=None, threads: int | None = None) -> nn.Module:
     """Return a smaller copy of ``model`` with channels, neurons and attention
     heads physically removed (the original is not changed).
 
@@ -138,6 +199,10 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
     round_to: keep channel counts a multiple of this (e.g. 8).
     best_effort: an op the dependency analysis cannot follow leaves the groups
       it touches unpruned with a warning instead of raising ModelError.
+    allocation: ``"uniform"`` (the same fraction of every group) or
+      ``"latency"`` (fractions scaled by ``latency_weights``: measured on
+      ``latency_inputs``, a list of input tuples, default
+      ``[example_inputs]``, at ``threads``; or by ``latency_fn``).
 
     Models torch.fx cannot trace (Hugging Face BERT-style encoders) fall back
     to module-pattern rules with a warning: attention heads and MLP hidden
@@ -149,6 +214,8 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
         raise ConfigError(f"ratio must be in [0, 1), got {ratio}")
     if round_to is not None and round_to < 1:
         raise ConfigError(f"round_to must be a positive integer or None, got {round_to}")
+    if allocation not in ALLOCATIONS:
+        raise ConfigError(f"allocation {allocation!r} is unknown; use one of {list(ALLOCATIONS)}")
     example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     _check_plain(model)
     work = copy.deepcopy(model)
@@ -157,6 +224,9 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
     if not plan.groups:
         raise ModelError("no prunable channel group is in scope (every group is frozen or excluded); "
                          "check the scope, or see torchslim.graph.build_dependency_graph(model, inputs).groups()")
+    if allocation == "latency":
+        inputs = [tuple(x) if isinstance(x, (tuple, list)) else (x,) for x in (latency_inputs or [example_inputs])]
+        plan.weights = latency_weights(plan, inputs, threads=threads, latency_fn=latency_fn)
     keep = plan.keep_counts(ratio)
     achieved = None
     if target != "channels" and ratio > 0:
@@ -165,6 +235,8 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
     pruned.torchslim_structured = {
         "target": target, "ratio": ratio, "achieved_reduction": achieved,
         "importance": importance, "method": plan.graph.method, "notes": list(plan.graph.notes),
+        "allocation": allocation,
+        "latency_weights": ({g.name: plan.weights[g.id] for g in plan.groups} if plan.weights else None),
         "groups": [{"name": g.name, "kind": g.kind, "before": g.size, "after": keep[g.id]} for g in plan.groups],
     }
     return pruned
@@ -183,14 +255,15 @@ def _search(plan: StructuredPlan, example_inputs: tuple, target: str, want: floa
     def reduction(keep: dict[int, int]) -> float:
         return 1.0 - count_cost(plan.apply(keep), example_inputs, target) / base
 
-    lo_k, hi_k = plan.keep_counts(0.0), plan.keep_counts(0.999)
+    top = plan.max_ratio
+    lo_k, hi_k = plan.keep_counts(0.0), plan.keep_counts(top)
     lo_red, hi_red = 0.0, reduction(hi_k)
     if hi_red < want * 0.95:
         raise ModelError(
             f"cannot remove {want:.0%} of the {target}: pruning every group in scope to one channel removes only "
             f"{hi_red:.1%}; widen the scope or lower the ratio")
     best = (lo_k, lo_red) if abs(lo_red - want) < abs(hi_red - want) else (hi_k, hi_red)
-    lo, hi = 0.0, 0.999
+    lo, hi = 0.0, top
     for _ in range(16):
         if abs(best[1] - want) <= tol * want:
             return best
