@@ -54,6 +54,7 @@ from benchmarks.common import RESULTS, Timer, baseline, baseline_path, write_res
 from torchslim.analysis.evaluate import evaluate
 from torchslim.analysis.latency import compare_latency
 from torchslim.artifact import load, save
+from torchslim.artifact.specs import set_submodule
 from torchslim.core.scope import Scope
 from torchslim.prune import count_cost, remove_blocks, residual_blocks, structured
 from torchslim.train import TrainConfig, fit
@@ -241,12 +242,18 @@ def tp_prune_bert(model, example, target: float):
 
 # ------------------------------------------------------------------ CNNs
 def _blocks_then_channels(base, ex, calib):
+    """Identity residual blocks out (least output change first, as many as
+    leave at least BLOCKS_KEEP_AT_LEAST of the MACs), then channels to the
+    MAC target."""
     total = count_cost(base, ex, "macs")
-    n = 0
-    for k in range(1, len(residual_blocks(base, ex)) + 1):
-        if count_cost(remove_blocks(base, ex, count=k, calib_data=calib), ex, "macs") < BLOCKS_KEEP_AT_LEAST * total:
+    blocks = residual_blocks(base, ex)
+    ranked = remove_blocks(base, ex, count=len(blocks), calib_data=calib).torchslim_blocks["removed"]
+    n, work = 0, copy.deepcopy(base)
+    for name in ranked:  # least important first
+        set_submodule(work, name, blocks[name])
+        if count_cost(work, ex, "macs") < BLOCKS_KEEP_AT_LEAST * total:
             break
-        n = k
+        n += 1
     m = remove_blocks(base, ex, count=n, calib_data=calib) if n else base
     removed = m.torchslim_blocks["removed"] if n else []
     rest = 1.0 - (1.0 - MAC_TARGET) * total / count_cost(m, ex, "macs")
@@ -454,12 +461,20 @@ def bench_widths() -> dict:
 # ------------------------------------------------------------------ output
 def _lat_cells(r: dict, kinds=("eager", "eager_bnfold", "ort")) -> list[str]:
     lat = r.get("latency", {})
+    if "b1" in lat:  # older result files: eager only
+        lat = {"eager": lat}
     return [f"{lat[k]['b1']['speedup']:.2f}x / {lat[k]['b32']['speedup']:.2f}x" if k in lat else "-" for k in kinds]
 
 
-def _print(results: dict) -> None:
-    from torchslim.cli.common import print_table
+def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A plain fixed-width table (a log file keeps it whole; rich wraps at 80 columns off a terminal)."""
+    widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) for i, c in enumerate(columns)]
+    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    print(f"\n{title}\n{line(columns)}\n" + "\n".join(line(r) for r in rows), flush=True)
 
+
+def _print(results: dict) -> None:
     lat_override = results.get("latency_only", {})
     rows = []
     for name in ("resnet8", "mobilenetv2", "vit"):
@@ -467,6 +482,8 @@ def _print(results: dict) -> None:
         if not res:
             continue
         b = res["baseline"]
+        if "holdout_accuracy" not in b:  # a result file of an older version of this benchmark
+            continue
         rows.append([f"{name} dense", f"{b['accuracy']:.2f} (holdout {b['holdout_accuracy']:.2f})",
                      f"{b['macs'] / 1e6:.2f}M", f"{b['params'] / 1e3:.1f}k", "-", "-", "-", "-"])
         for tool in TOOLS:
