@@ -37,7 +37,8 @@ Environment:
       cached baselines (for a quiet machine); prune_structured-latency.json
   TORCHSLIM_BENCH_ONLY=report   print one table from the saved JSON files
   TORCHSLIM_BENCH_ONLY=widths   latency of wider untrained variants
-  TORCHSLIM_BENCH_FT_EPOCHS (default 1), TORCHSLIM_BENCH_LAT_REPEATS (30),
+  TORCHSLIM_BENCH_FT_EPOCHS (default 1; another value adds -ft<N> to the
+      result and artifact names, so budgets are kept side by side), TORCHSLIM_BENCH_LAT_REPEATS (30),
   TORCHSLIM_BENCH_FT_STEPS (cap on fine-tune steps per epoch: smoke runs only)
 """
 from __future__ import annotations
@@ -64,6 +65,7 @@ from torchslim.zoo.data import cache_dir, split_train
 THREADS = 2
 FT_EPOCHS = int(os.environ.get("TORCHSLIM_BENCH_FT_EPOCHS", 1))
 LAT_REPEATS = int(os.environ.get("TORCHSLIM_BENCH_LAT_REPEATS", 30))
+SUFFIX = f"-ft{FT_EPOCHS}" if FT_EPOCHS != 1 else ""  # result and artifact names of another fine-tune budget
 FT_MAX_STEPS = int(os.environ["TORCHSLIM_BENCH_FT_STEPS"]) if os.environ.get("TORCHSLIM_BENCH_FT_STEPS") else None
 MAC_TARGET = 0.5  # fraction of the MACs removed (CNNs, ViT)
 MINILM_TARGET = 0.3  # MiniLM has no fine-tune: a milder cut
@@ -87,7 +89,7 @@ def bench_dir():
 
 
 def artifact_path(name: str, tool: str):
-    return bench_dir() / f"structured-{name}-{tool.replace('+', '_')}.safetensors"
+    return bench_dir() / f"structured-{name}-{tool.replace('+', '_')}{SUFFIX}.safetensors"
 
 
 def _data():
@@ -527,17 +529,16 @@ def _partial(name: str, res: dict) -> None:
 
 
 def _load_parts() -> dict:
-    """Every saved part (prune_structured-<part>.json), newest last."""
+    """The saved parts of this fine-tune budget (prune_structured-<part>[-ftN].json)
+    and the latency-only re-measurement, if any."""
     merged: dict = {}
-    files = sorted(RESULTS.glob("prune_structured-*.json"), key=lambda p: p.stat().st_mtime)
-    for p in files:
-        part = json.loads(p.read_text())
-        if p.stem == "prune_structured-latency":
-            merged["latency_only"] = part.get("models", {})
-            continue
-        for k in ("resnet8", "mobilenetv2", "vit", "minilm", "widths"):
-            if k in part and isinstance(part[k], dict) and ("baseline" in part[k] or k == "widths"):
-                merged[k] = part[k]
+    for part in ("resnet8", "mobilenetv2", "vit", "minilm", "widths"):
+        p = RESULTS / f"prune_structured-{part}{SUFFIX if part != 'widths' else ''}.json"
+        if p.exists():
+            merged[part] = json.loads(p.read_text()).get(part)
+    p = RESULTS / f"prune_structured-latency{SUFFIX}.json"
+    if p.exists():
+        merged["latency_only"] = json.loads(p.read_text()).get("models", {})
     return merged
 
 
@@ -556,7 +557,7 @@ def main() -> None:
     if only == "latency":
         res = {**meta, "models": bench_latency()}
         res["load_average_end"] = os.getloadavg()
-        write_result("prune_structured-latency", res)
+        write_result(f"prune_structured-latency{SUFFIX}", res)
         _print(_load_parts())
         return
     parts = [p.strip() for p in only.split(",")] if only else [p for p in PARTS if p != "widths"]
@@ -567,7 +568,7 @@ def main() -> None:
         print(f"[structured] {part} ...", flush=True)
         res = {**meta, part: PARTS[part]()}
         res["load_average_end"] = os.getloadavg()
-        write_result(f"prune_structured-{part}", res)
+        write_result(f"prune_structured-{part}{SUFFIX if part != 'widths' else ''}", res)
     _print(_load_parts())
 
 
