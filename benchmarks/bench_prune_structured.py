@@ -10,6 +10,9 @@ benchmarks.common, trained once and cached): prune to 50% of the MACs
   leave the model above 55% of its MACs), then structured channels to the
   same 50% MAC target. Fewer layers also means fewer per-op costs, which is
   what limits the speed of these small models;
+- ``torchslim+blocks+lat``: the same, with ``allocation="latency"``: each
+  channel group's cut scaled by its measured time saved per MAC (ONNX
+  Runtime, batch 1 and 32, THREADS threads; measured at pruning time);
 - ``torch-pruning``: Torch-Pruning's MetaPruner (GroupMagnitudeImportance
   p=2, the same round_to, its ratio bisected to the same MAC target, MACs
   counted by the same profiler);
@@ -79,7 +82,7 @@ FINETUNE = {
     "vit": dict(lr=5e-4, optimizer="adamw", weight_decay=0.05),
 }
 IMAGE = (1, 28, 28)
-TOOLS = ("torchslim", "torchslim+blocks", "torch-pruning")
+TOOLS = ("torchslim", "torchslim+blocks", "torchslim+blocks+lat", "torch-pruning")
 
 
 def bench_dir():
@@ -243,7 +246,17 @@ def tp_prune_bert(model, example, target: float):
 
 
 # ------------------------------------------------------------------ CNNs
-def _blocks_then_channels(base, ex, calib):
+def ort_speedup(dense, cand) -> float:
+    """Latency weight measurement for allocation="latency": both exported to
+    ONNX, ONNX Runtime at THREADS threads, compare_latency at batch 1 and 32,
+    mean of the two median ratios."""
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = _ort(dense, _image_inputs(1), f"{tmp}/a.onnx"), _ort(cand, _image_inputs(1), f"{tmp}/b.onnx")
+        return sum(compare_latency(a, b, _image_inputs(bs), threads=THREADS, repeats=15)["ratio_median"]
+                   for bs in (1, 32)) / 2
+
+
+def _blocks_then_channels(base, ex, calib, allocation: str = "uniform"):
     """Identity residual blocks out (least output change first, as many as
     leave at least BLOCKS_KEEP_AT_LEAST of the MACs), then channels to the
     MAC target."""
@@ -259,7 +272,8 @@ def _blocks_then_channels(base, ex, calib):
     m = remove_blocks(base, ex, count=n, calib_data=calib) if n else base
     removed = m.torchslim_blocks["removed"] if n else []
     rest = 1.0 - (1.0 - MAC_TARGET) * total / count_cost(m, ex, "macs")
-    p = structured(m, ex, ratio=rest, target="macs", importance="l2", round_to=ROUND_TO)
+    p = structured(m, ex, ratio=rest, target="macs", importance="l2", round_to=ROUND_TO, allocation=allocation,
+                   latency_fn=ort_speedup if allocation == "latency" else None)
     p.torchslim_blocks = {"removed": removed}
     return p
 
@@ -286,6 +300,10 @@ def bench_cnn(name: str) -> dict:
         with Timer() as t:
             m = _blocks_then_channels(base, ex, calib)
         pruned["torchslim+blocks"] = (m, t.seconds, {"blocks_removed": m.torchslim_blocks["removed"]})
+        with Timer() as t:
+            m = _blocks_then_channels(base, ex, calib, allocation="latency")
+        pruned["torchslim+blocks+lat"] = (m, t.seconds, {"blocks_removed": m.torchslim_blocks["removed"],
+                                                         "latency_weights": m.torchslim_structured["latency_weights"]})
     try:
         with Timer() as t:
             m, _, ratio = tp_prune_cnn(base, ex, [CLASSIFIER[name]], MAC_TARGET)
