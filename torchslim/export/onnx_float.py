@@ -8,7 +8,10 @@ of an integer input of rank 2 (token ids, attention masks) is the dynamic
 ``sequence``. Hugging Face models inside the module are exported with their
 "eager" attention (a copy is switched; the original is not touched): the SDPA
 path traces into a mask/NaN-guard subgraph that costs a quarter of the run time
-in ONNX Runtime and that its transformer fusions cannot recognise.
+in ONNX Runtime and that its transformer fusions cannot recognise. Arithmetic
+that cannot change its input (the ``- 0`` and ``/ 1`` of a zoo model's built-in
+normalisation with mean 0 and std 1) is removed from the graph
+(``torchslim.export.simplify``).
 """
 from __future__ import annotations
 
@@ -93,7 +96,9 @@ def export_float(model: nn.Module, example_inputs, *, input_names: Sequence[str]
         except Exception as e:  # the exporter's own message, with what to try
             raise ModelError(f"ONNX export of {type(model).__name__} failed: {e}. Check that forward takes "
                              f"tensors only and that example_inputs match its signature") from e
-    return onnx.load_from_string(buf.getvalue())
+    from .simplify import drop_identity_arithmetic
+
+    return drop_identity_arithmetic(onnx.load_from_string(buf.getvalue()))
 
 
 def write_model(proto, path: str | os.PathLike) -> Path:
