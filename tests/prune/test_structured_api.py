@@ -251,3 +251,63 @@ def test_latency_allocation_cuts_slow_groups_first():
     assert cost(lat) < cost(uni)
     with pytest.raises(ConfigError, match="allocation"):
         structured(m, x, ratio=0.5, allocation="fastest")
+
+
+def test_latency_target_meets_the_speedup_with_fewest_channels_removed():
+    """A synthetic latency proportional to MACs + 4x layer3's MACs: the
+    latency target must reach the speedup, report what it measured, and be the
+    least pruned of the candidates it measured that reach it."""
+    m = build_model("resnet8", dataset="mnist").eval()
+    x = (torch.rand(1, 1, 28, 28),)
+
+    def cost(net):
+        return _macs(net, x) + 4 * _layer3_macs(net)
+
+    measured = []
+
+    def fake_speedup(dense, cand):
+        s = cost(dense) / cost(cand)
+        measured.append((s, sum(p.numel() for p in cand.parameters())))
+        return s
+
+    p = structured(m, x, ratio=0.375, target="latency", round_to=8, latency_fn=fake_speedup)
+    info = p.torchslim_structured
+    assert cost(m) / cost(p) >= 1.6
+    assert info["achieved_reduction"] == pytest.approx(1 - cost(p) / cost(m))
+    assert info["target"] == "latency" and len(measured) <= 10
+    n = sum(q.numel() for q in p.parameters())
+    assert n == max(k for s, k in measured if s >= 1.6)  # nothing measured fast enough kept more
+    with pytest.raises(ModelError, match="cannot remove 99% of the latency"):
+        structured(m, x, ratio=0.99, target="latency", round_to=8, latency_fn=fake_speedup)
+
+
+def test_latency_target_measures_for_real_in_both_runtimes():
+    """Real timing: an MLP whose hidden layer dominates its cost, in eager
+    PyTorch and in ONNX Runtime (speedup_fn exports both models)."""
+    from torchslim.analysis.latency import speedup_fn
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(256, 2048), nn.ReLU(), nn.Linear(2048, 10)).eval()
+    x = (torch.rand(64, 256),)
+    for runtime in ("torch", "onnxruntime"):
+        fn = speedup_fn([x], runtime=runtime, threads=1, repeats=9)
+        p = structured(m, x, ratio=0.3, target="latency", latency_fn=fn, scope=Scope(exclude_names=("2",)))
+        assert p[0].out_features < 2048 and p(*x).shape == (64, 10)
+        assert p.torchslim_structured["achieved_reduction"] >= 0.3
+    with pytest.raises(ConfigError, match="runtime"):
+        speedup_fn([x], runtime="tensorrt")
+
+
+def test_latency_config_round_trip_and_handler(mnist_small):
+    cfg = StructuredConfig(ratio=0.2, target="latency", allocation="latency", latency_runtime="onnxruntime",
+                           latency_batch_sizes=(1, 8), latency_threads=1, round_to=8)
+    assert StructuredConfig.from_yaml(cfg.to_yaml()) == cfg
+    with pytest.raises(ConfigError, match="latency_batch_sizes"):
+        StructuredConfig(latency_batch_sizes=(0,))
+    with pytest.raises(ConfigError, match="latency_threads"):
+        StructuredConfig(latency_threads=0)
+    m = build_model("lenet5", dataset="mnist")
+    p = apply(m, StructuredConfig(ratio=0.2, target="latency", latency_batch_sizes=(16,), latency_threads=1),
+              Context(dataset="mnist", progress=False))
+    assert p.torchslim_structured["target"] == "latency"
+    assert p.torchslim_structured["achieved_reduction"] >= 0.2

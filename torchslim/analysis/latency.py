@@ -180,4 +180,45 @@ def compare_latency(a: Callable, b: Callable, example_inputs, *, threads: int | 
     }
 
 
-__all__ = ["latency", "compare_latency"]
+RUNTIMES = ("torch", "onnxruntime")
+
+
+def speedup_fn(input_sets, *, runtime: str = "torch", threads: int | None = None, repeats: int = 30,
+               reduce: str = "min") -> Callable[[nn.Module, nn.Module], float]:
+    """``fn(dense, candidate) -> speedup`` for latency-driven searches:
+    ``compare_latency`` of the two models on every input set in ``input_sets``
+    (a list of input tuples, e.g. batch 1 and batch 32), then the ``"min"`` or
+    the ``"mean"`` of the median ratios. ``runtime="onnxruntime"`` exports both
+    models to float ONNX first (``torchslim.export.to_onnx``, in a temporary
+    folder) and times ONNX Runtime sessions at ``threads`` intra-op threads;
+    ``"torch"`` times the modules in eager PyTorch."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime {runtime!r} is unknown; use one of {list(RUNTIMES)}")
+    if reduce not in ("min", "mean"):
+        raise ConfigError(f"reduce must be 'min' or 'mean', got {reduce!r}")
+    sets = [tuple(x) if isinstance(x, (tuple, list)) else (x,) for x in input_sets]
+    if not sets:
+        raise ConfigError("speedup_fn needs at least one input set")
+
+    def measure(a, b) -> float:
+        r = [compare_latency(a, b, x, threads=threads, repeats=repeats)["ratio_median"] for x in sets]
+        return min(r) if reduce == "min" else sum(r) / len(r)
+
+    if runtime == "torch":
+        return measure
+
+    def measure_ort(dense, cand) -> float:
+        import tempfile
+
+        from ..export import OrtModel, to_onnx
+
+        n = threads or torch.get_num_threads()
+        with tempfile.TemporaryDirectory() as tmp:
+            a = OrtModel(to_onnx(dense.eval(), f"{tmp}/a.onnx", sets[0]), threads=n)
+            b = OrtModel(to_onnx(cand.eval(), f"{tmp}/b.onnx", sets[0]), threads=n)
+            return measure(a, b)
+
+    return measure_ort
+
+
+__all__ = ["latency", "compare_latency", "speedup_fn", "RUNTIMES"]

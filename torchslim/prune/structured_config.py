@@ -22,14 +22,22 @@ __all__ = ["StructuredConfig"]
 @register_config("prune.structured")
 @dataclasses.dataclass(frozen=True)
 class StructuredConfig(Config):
-    """Remove ``ratio`` of the channels / params / MACs (``target``), ranking
-    channels by ``importance``; ``blocks`` whole residual blocks are removed
+    """Remove ``ratio`` of the channels / params / MACs / measured latency
+    (``target``), ranking channels by ``importance``; ``allocation: latency``
+    scales each group's cut by its measured time saved per MAC. Latency is
+    measured in ``latency_runtime`` (eager ``torch`` or ``onnxruntime``) at
+    ``latency_threads`` threads on random inputs of each of
+    ``latency_batch_sizes`` (the slowest decides). ``blocks`` whole residual blocks are removed
     first (least output change on the calibration data); ``slimming`` trains with an L1 penalty of
     ``slimming_strength`` on BatchNorm scales first (use with importance
     "bn_scale")."""
 
     ratio: float = 0.5
-    target: Literal["channels", "params", "macs"] = "macs"
+    target: Literal["channels", "params", "macs", "latency"] = "macs"
+    allocation: Literal["uniform", "latency"] = "uniform"
+    latency_runtime: Literal["torch", "onnxruntime"] = "torch"
+    latency_batch_sizes: tuple[int, ...] = (1,)
+    latency_threads: int | None = None
     importance: Literal["l1", "l2", "taylor", "activation", "apoz", "bn_scale"] = "l2"
     scope: Scope = dataclasses.field(default_factory=Scope)
     round_to: int | None = None
@@ -44,6 +52,12 @@ class StructuredConfig(Config):
             raise ConfigError(f"StructuredConfig.ratio must be in [0, 1), got {self.ratio}")
         if self.round_to is not None and self.round_to < 1:
             raise ConfigError(f"StructuredConfig.round_to must be a positive integer or null, got {self.round_to}")
+        if not self.latency_batch_sizes or any(b < 1 for b in self.latency_batch_sizes):
+            raise ConfigError(f"StructuredConfig.latency_batch_sizes must list positive batch sizes, "
+                              f"got {list(self.latency_batch_sizes)}")
+        if self.latency_threads is not None and self.latency_threads < 1:
+            raise ConfigError(f"StructuredConfig.latency_threads must be a positive integer or null, "
+                              f"got {self.latency_threads}")
         if self.blocks < 0:
             raise ConfigError(f"StructuredConfig.blocks must be >= 0, got {self.blocks}")
         if self.slimming_strength < 0:
@@ -57,6 +71,21 @@ def _out(ctx, name: str) -> Path | None:
     p = Path(base) / name
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def _batch_of(inputs: tuple, batch: int) -> tuple:
+    """Random inputs like ``inputs`` with batch size ``batch`` (floats in
+    [0, 1); integer inputs such as token ids are repeated along the batch)."""
+    import torch
+
+    g = torch.Generator().manual_seed(batch)
+    out = []
+    for x in inputs:
+        if x.is_floating_point():
+            out.append(torch.rand(batch, *x.shape[1:], generator=g, dtype=x.dtype))
+        else:
+            out.append(x[torch.arange(batch) % x.shape[0]])
+    return tuple(out)
 
 
 @register_handler(StructuredConfig)
@@ -77,9 +106,17 @@ def _apply_structured(model: nn.Module, cfg: StructuredConfig, ctx) -> nn.Module
     if cfg.blocks:
         model = remove_blocks(model, inputs, count=cfg.blocks, calib_data=getattr(ctx, "calib_data", None),
                               scope=cfg.scope)
+    latency = {}
+    if cfg.target == "latency" or cfg.allocation == "latency":
+        from ..analysis.latency import speedup_fn
+
+        sets = [_batch_of(inputs, b) for b in cfg.latency_batch_sizes]
+        latency = dict(allocation=cfg.allocation, latency_inputs=sets, threads=cfg.latency_threads,
+                       latency_fn=speedup_fn(sets, runtime=cfg.latency_runtime, threads=cfg.latency_threads,
+                                             reduce="min" if cfg.target == "latency" else "mean"))
     pruned = structured(model, inputs, ratio=cfg.ratio, target=cfg.target, importance=cfg.importance,
                         scope=cfg.scope, round_to=cfg.round_to, best_effort=cfg.best_effort,
-                        calib_data=getattr(ctx, "calib_data", None))
+                        calib_data=getattr(ctx, "calib_data", None), **latency)
     if ctx is not None and hasattr(ctx, "extras"):
         ctx.extras["structured"] = pruned.torchslim_structured
     if cfg.finetune is not None:

@@ -7,7 +7,11 @@ group keeps. The pruner removes the same fraction of channels from every
 prunable group in scope (rounded to a multiple of ``round_to`` if asked);
 with ``target="params"`` or ``"macs"`` it searches that fraction (bisection,
 each candidate counted on a real pruned copy) until the model's params or MACs
-meet the requested reduction.
+meet the requested reduction. With ``target="latency"`` the fraction is
+searched on measured speed instead: the smallest common fraction whose pruned
+copy runs at least ``1 / (1 - ratio)`` times faster than the unpruned model
+(``ratio=0.375`` asks for 1.6x), timed on every input set given and judged by
+the slowest of them.
 
 With ``allocation="latency"`` the groups are not cut by the same fraction:
 each group's fraction is the common one times its measured latency weight
@@ -36,7 +40,7 @@ from .structured_importance import group_importance
 
 __all__ = ["structured", "structured_plan", "StructuredPlan", "count_cost", "latency_weights"]
 
-TARGETS = ("channels", "params", "macs")
+TARGETS = ("channels", "params", "macs", "latency")
 ALLOCATIONS = ("uniform", "latency")
 MAX_GROUP_RATIO = 0.9  # with latency weights no group loses more than this fraction of its channels
 
@@ -156,11 +160,9 @@ def latency_weights(plan: StructuredPlan, latency_inputs, *, fraction: float = 0
     (default: ``torchslim.analysis.latency.compare_latency``, alternating
     pairs, median of per-pair ratios), e.g. to time an ONNX Runtime export."""
     if latency_fn is None:
-        from ..analysis.latency import compare_latency
+        from ..analysis.latency import speedup_fn
 
-        def latency_fn(a, b):
-            return sum(compare_latency(a, b, x, threads=threads, repeats=repeats)["ratio_median"]
-                       for x in latency_inputs) / len(latency_inputs)
+        latency_fn = speedup_fn(latency_inputs, threads=threads, repeats=repeats, reduce="mean")
     ex = latency_inputs[0]
     base_macs = count_cost(plan.model, ex, "macs")
     full = plan.keep_counts(0.0)
@@ -191,7 +193,11 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
 
     ratio: fraction to remove: of the channels of every prunable group
       (``target="channels"``), or of the model's parameters / MACs on
-      ``example_inputs`` (``"params"``, ``"macs"``; met to within 5%).
+      ``example_inputs`` (``"params"``, ``"macs"``; met to within 5%), or of
+      its measured latency (``"latency"``: at least that fraction, i.e. a
+      speedup of at least ``1 / (1 - ratio)`` on the slowest of
+      ``latency_inputs``, measured by ``latency_fn`` if given; the search
+      times about a dozen candidates).
     importance: ``"l1"``, ``"l2"``, ``"taylor"``, ``"activation"``, ``"apoz"``,
       ``"bn_scale"`` (the data-driven ones read ``calib_data``).
     scope: a group is pruned when every layer producing its channels is in
@@ -203,6 +209,9 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
       ``"latency"`` (fractions scaled by ``latency_weights``: measured on
       ``latency_inputs``, a list of input tuples, default
       ``[example_inputs]``, at ``threads``; or by ``latency_fn``).
+    latency_fn: ``fn(dense, candidate) -> speedup`` replaces the default
+      measurement (eager PyTorch, ``compare_latency`` at ``threads``), e.g. to
+      time ONNX Runtime exports of both.
 
     Models torch.fx cannot trace (Hugging Face BERT-style encoders) fall back
     to module-pattern rules with a warning: attention heads and MLP hidden
@@ -224,12 +233,17 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
     if not plan.groups:
         raise ModelError("no prunable channel group is in scope (every group is frozen or excluded); "
                          "check the scope, or see torchslim.graph.build_dependency_graph(model, inputs).groups()")
+    inputs = [tuple(x) if isinstance(x, (tuple, list)) else (x,) for x in (latency_inputs or [example_inputs])]
     if allocation == "latency":
-        inputs = [tuple(x) if isinstance(x, (tuple, list)) else (x,) for x in (latency_inputs or [example_inputs])]
         plan.weights = latency_weights(plan, inputs, threads=threads, latency_fn=latency_fn)
     keep = plan.keep_counts(ratio)
     achieved = None
-    if target != "channels" and ratio > 0:
+    if target == "latency" and ratio > 0:
+        from ..analysis.latency import speedup_fn
+
+        speed = latency_fn or speedup_fn(inputs, threads=threads, reduce="min")
+        keep, achieved = _search_latency(plan, speed, ratio)
+    elif target != "channels" and ratio > 0:
         keep, achieved = _search(plan, example_inputs, target, ratio)
     pruned = plan.apply(keep, inplace=True)
     pruned.torchslim_structured = {
@@ -240,6 +254,45 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
         "groups": [{"name": g.name, "kind": g.kind, "before": g.size, "after": keep[g.id]} for g in plan.groups],
     }
     return pruned
+
+
+def _search_latency(plan: StructuredPlan, speedup: Callable[[nn.Module, nn.Module], float], want: float,
+                    steps: int = 10) -> tuple[dict[int, int], float]:
+    """The smallest common fraction (bisection, ``steps`` measurements) whose
+    pruned copy removes at least ``want`` of the latency, as measured by
+    ``speedup(dense, candidate)``. Measured speed is noisy and, with channel
+    rounding, only roughly monotone in the fraction: every candidate that
+    met the target is remembered and the least pruned of them is returned."""
+    seen: dict[tuple, float] = {}
+
+    def reduction(keep: dict[int, int]) -> float:
+        key = tuple(sorted(keep.items()))
+        if key not in seen:
+            seen[key] = 1.0 - 1.0 / max(float(speedup(plan.model, plan.apply(keep).eval())), 1e-6)
+        return seen[key]
+
+    lo, hi = 0.0, plan.max_ratio
+    top = plan.keep_counts(hi)
+    best_any = (top, reduction(top))
+    if best_any[1] < want:
+        raise ModelError(
+            f"cannot remove {want:.0%} of the latency: pruning every group in scope as far as allowed removes only "
+            f"{best_any[1]:.1%} (measured); widen the scope, remove whole blocks (prune.remove_blocks), or lower "
+            "the ratio")
+    met = [(hi, top, best_any[1])]
+    for _ in range(steps - 1):
+        mid = (lo + hi) / 2
+        k = plan.keep_counts(mid)
+        red = reduction(k)
+        if red >= want:
+            met.append((mid, k, red))
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo < 1e-3:
+            break
+    _, keep, red = max(met, key=lambda m: (sum(m[1].values()), -m[0]))  # the most channels kept
+    return keep, red
 
 
 def _search(plan: StructuredPlan, example_inputs: tuple, target: str, want: float,
