@@ -13,6 +13,12 @@ benchmarks.common, trained once and cached): prune to 50% of the MACs
 - ``torchslim+blocks+lat``: the same, with ``allocation="latency"``: each
   channel group's cut scaled by its measured time saved per MAC (ONNX
   Runtime, batch 1 and 32, THREADS threads; measured at pruning time);
+- ``torchslim+lat-target``: the same blocks out, then a measured latency
+  target instead of the MAC target: channels (multiples of 16, ONNX
+  Runtime's channel block on AVX-512) cut until ONNX Runtime runs the model
+  at least 1.67x faster than the dense one at batch 1 and at batch 32
+  (``structured(target="latency")``; the slower batch size decides), then
+  to the MAC target if the MACs are still above it;
 - ``torch-pruning``: Torch-Pruning's MetaPruner (GroupMagnitudeImportance
   p=2, the same round_to, its ratio bisected to the same MAC target, MACs
   counted by the same profiler);
@@ -56,7 +62,7 @@ import torch
 
 from benchmarks.common import RESULTS, Timer, baseline, baseline_path, write_result
 from torchslim.analysis.evaluate import evaluate
-from torchslim.analysis.latency import compare_latency
+from torchslim.analysis.latency import compare_latency, speedup_fn
 from torchslim.artifact import load, save
 from torchslim.artifact.specs import set_submodule
 from torchslim.core.scope import Scope
@@ -82,7 +88,13 @@ FINETUNE = {
     "vit": dict(lr=5e-4, optimizer="adamw", weight_decay=0.05),
 }
 IMAGE = (1, 28, 28)
-TOOLS = ("torchslim", "torchslim+blocks", "torchslim+blocks+lat", "torch-pruning")
+TOOLS = ("torchslim", "torchslim+blocks", "torchslim+blocks+lat", "torchslim+lat-target", "torchslim+lat-target+kd",
+         "torch-pruning", "torch-pruning+kd")
+KD_CONFIG = dict(temperature=4.0, alpha=0.7)  # the "+kd" fine-tunes: soft targets from the dense model
+# TORCHSLIM_BENCH_TOOLS=a,b: run only these tools of the CNN parts and merge them into the part's saved JSON
+ONLY_TOOLS = [t.strip() for t in os.environ.get("TORCHSLIM_BENCH_TOOLS", "").split(",") if t.strip()]
+LATENCY_TARGET = 0.4  # torchslim+lat-target: remove 40% of the latency (1.67x; a margin over 1.6x for noise)
+ORT_ROUND_TO = 16  # channel multiple of torchslim+lat-target: ONNX Runtime's NCHWc block on AVX-512 CPUs
 
 
 def bench_dir():
@@ -100,11 +112,19 @@ def _data():
     return train, holdout, load_dataset("mnist", "test")
 
 
-def finetune(model, name: str, train):
+def finetune(model, name: str, train, teacher=None):
+    """The fixed fine-tune budget (FT_EPOCHS epochs); with ``teacher``, the
+    loss is torchslim.distill's soft targets from the dense model (KD_CONFIG)
+    instead of plain cross-entropy: the same epochs, batches and optimizer."""
     cfg = TrainConfig(epochs=FT_EPOCHS, batch_size=128, scheduler="cosine", seed=1, max_steps_per_epoch=FT_MAX_STEPS,
                       **FINETUNE[name])
+    loss = None
+    if teacher is not None:
+        from torchslim.distill import DistillConfig, make_loss
+
+        loss = make_loss(DistillConfig(**KD_CONFIG), teacher.eval(), model)
     with Timer() as t:
-        fit(model, train, cfg, progress=False)
+        fit(model, train, cfg, progress=False, loss_fn=loss)
     return model.eval(), t.seconds
 
 
@@ -250,16 +270,13 @@ def ort_speedup(dense, cand) -> float:
     """Latency weight measurement for allocation="latency": both exported to
     ONNX, ONNX Runtime at THREADS threads, compare_latency at batch 1 and 32,
     mean of the two median ratios."""
-    with tempfile.TemporaryDirectory() as tmp:
-        a, b = _ort(dense, _image_inputs(1), f"{tmp}/a.onnx"), _ort(cand, _image_inputs(1), f"{tmp}/b.onnx")
-        return sum(compare_latency(a, b, _image_inputs(bs), threads=THREADS, repeats=15)["ratio_median"]
-                   for bs in (1, 32)) / 2
+    return speedup_fn([_image_inputs(1), _image_inputs(32)], runtime="onnxruntime", threads=THREADS, repeats=15,
+                      reduce="mean")(dense, cand)
 
 
-def _blocks_then_channels(base, ex, calib, allocation: str = "uniform"):
-    """Identity residual blocks out (least output change first, as many as
-    leave at least BLOCKS_KEEP_AT_LEAST of the MACs), then channels to the
-    MAC target."""
+def _remove_blocks(base, ex, calib):
+    """Identity residual blocks out, least output change first, as many as
+    leave at least BLOCKS_KEEP_AT_LEAST of the MACs: (model, removed names)."""
     total = count_cost(base, ex, "macs")
     blocks = residual_blocks(base, ex)
     ranked = remove_blocks(base, ex, count=len(blocks), calib_data=calib).torchslim_blocks["removed"]
@@ -269,12 +286,42 @@ def _blocks_then_channels(base, ex, calib, allocation: str = "uniform"):
         if count_cost(work, ex, "macs") < BLOCKS_KEEP_AT_LEAST * total:
             break
         n += 1
-    m = remove_blocks(base, ex, count=n, calib_data=calib) if n else base
-    removed = m.torchslim_blocks["removed"] if n else []
+    if not n:
+        return base, []
+    m = remove_blocks(base, ex, count=n, calib_data=calib)
+    return m, m.torchslim_blocks["removed"]
+
+
+def _blocks_then_channels(base, ex, calib, allocation: str = "uniform"):
+    """Blocks out (``_remove_blocks``), then channels to the MAC target."""
+    total = count_cost(base, ex, "macs")
+    m, removed = _remove_blocks(base, ex, calib)
     rest = 1.0 - (1.0 - MAC_TARGET) * total / count_cost(m, ex, "macs")
     p = structured(m, ex, ratio=rest, target="macs", importance="l2", round_to=ROUND_TO, allocation=allocation,
                    latency_fn=ort_speedup if allocation == "latency" else None)
     p.torchslim_blocks = {"removed": removed}
+    return p
+
+
+def _latency_target(base, ex, calib):
+    """Blocks out (``_remove_blocks``), then the latency target: channels cut
+    (round_to ORT_ROUND_TO) until ONNX Runtime runs the model at least
+    1 / (1 - LATENCY_TARGET) times faster than the dense one at batch 1 AND
+    at batch 32 (the slower of the two decides); then, if the MACs are still
+    above the MAC target, channels to the MAC target as well."""
+    total = count_cost(base, ex, "macs")
+    m, removed = _remove_blocks(base, ex, calib)
+    vs_dense = speedup_fn([_image_inputs(1), _image_inputs(32)], runtime="onnxruntime", threads=THREADS,
+                          repeats=15, reduce="min")
+    p = structured(m, ex, ratio=LATENCY_TARGET, target="latency", importance="l2", round_to=ORT_ROUND_TO,
+                   latency_fn=lambda _blocks_removed, cand: vs_dense(base, cand))  # speedup over the dense model
+    info = {"blocks_removed": removed, "search_measured_reduction": p.torchslim_structured["achieved_reduction"],
+            "groups": p.torchslim_structured["groups"]}
+    if count_cost(p, ex, "macs") > (1.0 + 0.01) * (1.0 - MAC_TARGET) * total:
+        rest = 1.0 - (1.0 - MAC_TARGET) * total / count_cost(p, ex, "macs")
+        p = structured(p, ex, ratio=rest, target="macs", importance="l2", round_to=ORT_ROUND_TO)
+        info["then_macs_cut"] = rest
+    p.torchslim_latency_target = info
     return p
 
 
@@ -291,25 +338,32 @@ def bench_cnn(name: str) -> dict:
     x_check = torch.rand(4, *IMAGE)
     calib = holdout.take(512)
 
+    makers = {
+        "torchslim": lambda: (structured(base, ex, ratio=MAC_TARGET, target="macs", importance="l2",
+                                         round_to=ROUND_TO), lambda m: {}),
+        "torchslim+blocks": lambda: (_blocks_then_channels(base, ex, calib),
+                                     lambda m: {"blocks_removed": m.torchslim_blocks["removed"]}),
+        "torchslim+blocks+lat": lambda: (_blocks_then_channels(base, ex, calib, allocation="latency"),
+                                         lambda m: {"blocks_removed": m.torchslim_blocks["removed"],
+                                                    "latency_weights": m.torchslim_structured["latency_weights"]}),
+        "torchslim+lat-target": lambda: (_latency_target(base, ex, calib), lambda m: m.torchslim_latency_target),
+        "torch-pruning": lambda: _tp(base, ex, name),
+    }
+    makers["torchslim+lat-target+kd"] = makers["torchslim+lat-target"]
+    makers["torch-pruning+kd"] = makers["torch-pruning"]
     pruned = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Timer() as t:
-            m = structured(base, ex, ratio=MAC_TARGET, target="macs", importance="l2", round_to=ROUND_TO)
-        pruned["torchslim"] = (m, t.seconds, {})
-        with Timer() as t:
-            m = _blocks_then_channels(base, ex, calib)
-        pruned["torchslim+blocks"] = (m, t.seconds, {"blocks_removed": m.torchslim_blocks["removed"]})
-        with Timer() as t:
-            m = _blocks_then_channels(base, ex, calib, allocation="latency")
-        pruned["torchslim+blocks+lat"] = (m, t.seconds, {"blocks_removed": m.torchslim_blocks["removed"],
-                                                         "latency_weights": m.torchslim_structured["latency_weights"]})
-    try:
-        with Timer() as t:
-            m, _, ratio = tp_prune_cnn(base, ex, [CLASSIFIER[name]], MAC_TARGET)
-        pruned["torch-pruning"] = (m, t.seconds, {"tp_pruning_ratio": ratio})
-    except Exception as e:  # keep our numbers if the peer fails, and say why
-        res["torch-pruning_error"] = f"{type(e).__name__}: {e}"
+    for tool in ONLY_TOOLS or TOOLS:
+        if tool not in makers:
+            raise SystemExit(f"TORCHSLIM_BENCH_TOOLS: unknown tool {tool!r}; use {list(makers)}")
+        try:
+            with warnings.catch_warnings(), Timer() as t:
+                warnings.simplefilter("ignore")
+                m, extra = makers[tool]()
+            pruned[tool] = (m, t.seconds, extra(m))
+        except Exception as e:  # keep the other numbers if the peer fails, and say why
+            if not tool.startswith("torch-pruning"):
+                raise
+            res[f"{tool}_error"] = f"{type(e).__name__}: {e}"
 
     for tool, (m, secs, extra) in pruned.items():
         m.eval()
@@ -317,7 +371,9 @@ def bench_cnn(name: str) -> dict:
             same_shape = tuple(m(x_check).shape) == tuple(base(x_check).shape)
         r = {"prune_seconds": secs, **extra, "macs": count_cost(m, ex, "macs"), "params": count_cost(m, ex, "params"),
              "output_shape_unchanged": same_shape, "accuracy_before_finetune": _acc(m, test)}
-        m, r["finetune_seconds"] = finetune(m, name, train)
+        m, r["finetune_seconds"] = finetune(m, name, train, teacher=base if tool.endswith("+kd") else None)
+        if tool.endswith("+kd"):
+            r["finetune_loss"] = {"distill": KD_CONFIG, "teacher": "the dense baseline"}
         r["accuracy"], r["holdout_accuracy"] = _acc(m, test), _acc(m, holdout)
         r["accuracy_drop"] = res["baseline"]["accuracy"] - r["accuracy"]
         r["macs_fraction"] = r["macs"] / base_macs
@@ -330,6 +386,11 @@ def bench_cnn(name: str) -> dict:
         res[tool] = r
         _partial(f"{name} {tool}", r)
     return res
+
+
+def _tp(base, ex, name):
+    m, _, ratio = tp_prune_cnn(base, ex, [CLASSIFIER[name]], MAC_TARGET)
+    return m, lambda _m: {"tp_pruning_ratio": ratio}
 
 
 # ------------------------------------------------------------------ transformers
@@ -586,7 +647,13 @@ def main() -> None:
         print(f"[structured] {part} ...", flush=True)
         res = {**meta, part: PARTS[part]()}
         res["load_average_end"] = os.getloadavg()
-        write_result(f"prune_structured-{part}{SUFFIX if part != 'widths' else ''}", res)
+        path = RESULTS / f"prune_structured-{part}{SUFFIX if part != 'widths' else ''}.json"
+        if ONLY_TOOLS and path.exists():  # a subset of tools: merged into the saved part
+            old = json.loads(path.read_text())
+            old[part].update(res[part])
+            old.setdefault("tool_runs", []).append({"tools": ONLY_TOOLS, **{k: v for k, v in res.items() if k != part}})
+            res = old
+        write_result(path.stem, res)
     _print(_load_parts())
 
 
