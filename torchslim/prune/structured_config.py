@@ -27,7 +27,9 @@ class StructuredConfig(Config):
     scales each group's cut by its measured time saved per MAC. Latency is
     measured in ``latency_runtime`` (eager ``torch`` or ``onnxruntime``) at
     ``latency_threads`` threads on random inputs of each of
-    ``latency_batch_sizes`` (the slowest decides). ``blocks`` whole residual blocks are removed
+    ``latency_batch_sizes`` (the slowest decides). ``recalibrate_bn``: that many
+    batches of the calibration (else training) data re-estimate the BatchNorm
+    statistics of the pruned model before fine-tuning. ``blocks`` whole residual blocks are removed
     first (least output change on the calibration data); ``slimming`` trains with an L1 penalty of
     ``slimming_strength`` on BatchNorm scales first (use with importance
     "bn_scale")."""
@@ -43,6 +45,7 @@ class StructuredConfig(Config):
     round_to: int | None = None
     best_effort: bool = False
     blocks: int = 0
+    recalibrate_bn: int = 0
     slimming: TrainConfig | None = None
     slimming_strength: float = 1e-4
     finetune: TrainConfig | None = None
@@ -58,6 +61,8 @@ class StructuredConfig(Config):
         if self.latency_threads is not None and self.latency_threads < 1:
             raise ConfigError(f"StructuredConfig.latency_threads must be a positive integer or null, "
                               f"got {self.latency_threads}")
+        if self.recalibrate_bn < 0:
+            raise ConfigError(f"StructuredConfig.recalibrate_bn must be >= 0 (batches), got {self.recalibrate_bn}")
         if self.blocks < 0:
             raise ConfigError(f"StructuredConfig.blocks must be >= 0, got {self.blocks}")
         if self.slimming_strength < 0:
@@ -117,6 +122,13 @@ def _apply_structured(model: nn.Module, cfg: StructuredConfig, ctx) -> nn.Module
     pruned = structured(model, inputs, ratio=cfg.ratio, target=cfg.target, importance=cfg.importance,
                         scope=cfg.scope, round_to=cfg.round_to, best_effort=cfg.best_effort,
                         calib_data=getattr(ctx, "calib_data", None), **latency)
+    if cfg.recalibrate_bn:
+        from .recalibrate import recalibrate_bn
+
+        data = getattr(ctx, "calib_data", None) or getattr(ctx, "train_data", None)
+        if data is None:
+            raise DataError("prune.structured: recalibrate_bn needs calibration or training data in the context")
+        recalibrate_bn(pruned, data, batches=cfg.recalibrate_bn)
     if ctx is not None and hasattr(ctx, "extras"):
         ctx.extras["structured"] = pruned.torchslim_structured
     if cfg.finetune is not None:
