@@ -84,3 +84,29 @@ def test_one_shot_and_iterative(digits, tmp_path):
     c = iterative(copy.deepcopy(base), 0.8, train, cycles=3, finetune=ft, ranking="layer", out_dir=tmp_path / "it",
                   progress=False)
     assert all(torch.equal(v, masks_of(c)[k]) for k, v in masks_of(b).items())
+
+
+def test_agp_layer_sparsity_follows_the_curve_per_layer(digits, tmp_path):
+    cb = AGPCallback(0.5, start=0.0, end=0.5, frequency=1, layer_sparsity={"fc1": 0.95, "fc3": 0.2})
+    p = cb.progress(25, 100)
+    assert p == pytest.approx(1 - 0.5 ** 3)
+    assert cb.target(25, 100) == pytest.approx(0.5 * p)
+    assert cb.layer_targets(p) == pytest.approx({"fc1": 0.95 * p, "fc3": 0.2 * p})
+    with pytest.raises(ConfigError):
+        AGPCallback(0.5, initial_sparsity=0.3, layer_sparsity={"fc1": 0.2})
+    torch.manual_seed(0)
+    model = build_model("lenet300", dataset="digits")
+    agp(model, 0.5, digits[0].take(640), TrainConfig(epochs=1, batch_size=64), end=0.6, frequency=2,
+        ranking="layer", layer_sparsity={"fc1": 0.95, "fc3": 0.2}, out_dir=tmp_path, progress=False)
+    layers = sparsity_report(model)["layers"]
+    assert layers["fc1"]["sparsity"] == pytest.approx(0.95, abs=1e-3)
+    assert layers["fc2"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert layers["fc3"]["sparsity"] == pytest.approx(0.2, abs=1e-2)
+
+
+def test_agp_loads_a_checkpoint_state_without_progress():
+    cb = AGPCallback(0.8, initial_sparsity=0.2)
+    cb.load_state_dict({"current": 0.5, "updates": 7})  # as written before per-layer targets
+    assert cb.reached == pytest.approx(0.5) and cb.updates == 7
+    cb.load_state_dict(cb.state_dict())
+    assert cb.reached == pytest.approx(0.5) and cb.current == pytest.approx(0.5)

@@ -17,7 +17,8 @@ EXAMPLES = {
                                scope={"exclude_names": ["fc1"]}, cycles=2,
                                finetune={"epochs": 1, "batch_size": 64, "lr": 1e-3}),
     "prune.nm": dict(n=4, m=8, criterion="obd_fisher", finetune=None),
-    "prune.agp": dict(sparsity=0.85, start=0.1, end=0.6, frequency=3, finetune={"epochs": 1, "batch_size": 64}),
+    "prune.agp": dict(sparsity=0.85, start=0.1, end=0.6, frequency=3, layer_sparsity={"fc1": 0.9},
+                      finetune={"epochs": 1, "batch_size": 64}),
     "prune.lottery": dict(rounds=2, rate=0.3, rewind_step=2, layer_rates={"fc3": 0.1},
                           finetune={"epochs": 1, "batch_size": 64}, reinit=True),
 }
@@ -93,7 +94,10 @@ def test_nm_agp_lottery_handlers(setup, tmp_path):
     assert all(check_nm(getattr(m, n).weight, 4, 8) for n in ("fc1", "fc2", "fc3"))
     m = apply(copy.deepcopy(setup[0]), config_class("prune.agp").from_dict(EXAMPLES["prune.agp"]),
               _ctx(setup, tmp_path / "agp"))
-    assert sparsity_report(m)["sparsity"] == pytest.approx(0.85, abs=1e-3)
+    rep = sparsity_report(m)["layers"]
+    assert rep["fc1"]["sparsity"] == pytest.approx(0.9, abs=1e-3)  # its own target; fc2+fc3 ranked together
+    rest = [rep[n] for n in ("fc2", "fc3")]
+    assert sum(r["sparsity"] * r["params"] for r in rest) / sum(r["params"] for r in rest) == pytest.approx(0.85, abs=1e-3)
     ctx = _ctx(setup, tmp_path / "lt")
     m = apply(copy.deepcopy(setup[0]), config_class("prune.lottery").from_dict(EXAMPLES["prune.lottery"]), ctx)
     assert [h["round"] for h in ctx.extras["lottery_history"]] == [0, 1, 2]

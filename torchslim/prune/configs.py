@@ -38,7 +38,10 @@ class UnstructuredConfig(Config):
     """Prune to ``sparsity`` (fraction of in-scope weights zeroed) in one shot
     (``cycles=1``) or in ``cycles`` prune/fine-tune rounds. ``allocate`` picks
     per-layer sparsities from a sensitivity scan on the calibration data so
-    that ``sparsity`` of the params / MACs / measured latency is removed."""
+    that ``sparsity`` of the params / MACs / measured latency is removed.
+    ``unused_units`` also masks every unit whose outgoing weights are all
+    pruned (see ``prune.dead``; the output is unchanged and the budget goes to
+    units in use)."""
 
     sparsity: float = 0.5
     criterion: Criterion = "l1"
@@ -50,6 +53,7 @@ class UnstructuredConfig(Config):
     finetune: TrainConfig | None = None
     calib_batches: int = 4
     permanent: bool = False
+    unused_units: bool = False
 
     def validate(self) -> None:
         _check_fraction("UnstructuredConfig.sparsity", self.sparsity)
@@ -86,7 +90,11 @@ class NMConfig(Config):
 class AGPConfig(Config):
     """Gradual pruning during training (Zhu & Gupta): sparsity rises from
     ``initial_sparsity`` to ``sparsity`` on a cubic curve between fractions
-    ``start`` and ``end`` of the ``finetune`` run, masks updated every ``frequency`` steps."""
+    ``start`` and ``end`` of the ``finetune`` run, masks updated every ``frequency`` steps.
+    ``layer_sparsity`` gives chosen layers their own final sparsity on the same
+    curve; the other layers follow ``sparsity`` and ``ranking``.
+    ``unused_units`` masks the units nothing reads after every update (see
+    ``prune.dead``)."""
 
     sparsity: float = 0.9
     initial_sparsity: float = 0.0
@@ -95,12 +103,19 @@ class AGPConfig(Config):
     frequency: int = 50
     criterion: Literal["l1", "l2", "max", "random"] = "l1"
     ranking: Literal["global", "layer"] = "global"
+    layer_sparsity: dict[str, float] = dataclasses.field(default_factory=dict)
     scope: Scope = dataclasses.field(default_factory=Scope)
     finetune: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=5))
     permanent: bool = False
+    unused_units: bool = False
 
     def validate(self) -> None:
         _check_fraction("AGPConfig.sparsity", self.sparsity)
+        for k, v in self.layer_sparsity.items():
+            _check_fraction(f"AGPConfig.layer_sparsity[{k!r}]", v, upper_open=False)
+            if v < self.initial_sparsity:
+                raise ConfigError(f"AGPConfig.layer_sparsity[{k!r}] ({v}) is below initial_sparsity "
+                                  f"({self.initial_sparsity}); masks only grow")
         if not 0.0 <= self.initial_sparsity <= self.sparsity:
             raise ConfigError(f"AGPConfig.initial_sparsity must be in [0, sparsity], got {self.initial_sparsity}")
         if not 0.0 <= self.start < self.end <= 1.0:
@@ -190,12 +205,14 @@ def _apply_unstructured(model: nn.Module, cfg: UnstructuredConfig, ctx) -> nn.Mo
     common = _common(ctx)
     if cfg.cycles == 1:
         one_shot(model, cfg.sparsity, train, finetune=cfg.finetune, criterion=cfg.criterion, scope=cfg.scope,
-                 ranking=cfg.ranking, layer_amounts=layer_amounts, calib_data=calib, **common)
+                 ranking=cfg.ranking, layer_amounts=layer_amounts, calib_data=calib, unused_units=cfg.unused_units,
+                 **common)
     else:
         if train is None:
             raise ConfigError("UnstructuredConfig: cycles > 1 (iterative pruning) needs a finetune config")
         iterative(model, cfg.sparsity, train, cycles=cfg.cycles, finetune=cfg.finetune, criterion=cfg.criterion,
-                  scope=cfg.scope, ranking=cfg.ranking, layer_amounts=layer_amounts, calib_data=calib, **common)
+                  scope=cfg.scope, ranking=cfg.ranking, layer_amounts=layer_amounts, calib_data=calib,
+                  unused_units=cfg.unused_units, **common)
     return _finish(model, cfg.permanent)
 
 
@@ -222,7 +239,8 @@ def _apply_agp(model: nn.Module, cfg: AGPConfig, ctx) -> nn.Module:
 
     agp(model, cfg.sparsity, _need(ctx, "train_data", "AGP"), cfg.finetune, initial_sparsity=cfg.initial_sparsity,
         start=cfg.start, end=cfg.end, frequency=cfg.frequency, criterion=cfg.criterion, scope=cfg.scope,
-        ranking=cfg.ranking, **_common(ctx))
+        ranking=cfg.ranking, layer_sparsity=dict(cfg.layer_sparsity) or None, unused_units=cfg.unused_units,
+        **_common(ctx))
     return _finish(model, cfg.permanent)
 
 
