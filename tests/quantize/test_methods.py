@@ -199,3 +199,22 @@ def test_kmeans_on_a_model_with_reversible_masks_shares_weights():
     assert isinstance(w, torch.nn.Parameter) and not hasattr(m.fc1, "weight_mask")
     assert int((w == 0).sum()) == zeros_before
     assert len(torch.unique(w[w != 0])) <= 16
+
+
+def test_kmeans_bias_bits_shares_biases_and_keeps_them_shared(lenet5):
+    m, calib, test, train = lenet5
+    with torch.no_grad():
+        m.fc1.bias[:7] = 0  # e.g. biases of units removed by pruning
+    layers = share_weights(m, KMeansConfig(bits=4, bias_bits=2))
+    assert "fc1.bias" in layers and "conv2.bias" in layers
+    fit(m, train, TrainConfig(epochs=1, batch_size=64, lr=1e-3, max_steps_per_epoch=4), callbacks=[WeightSharing(layers)],
+        progress=False)
+    for name in ("conv1", "conv2", "fc1", "fc2"):
+        b = getattr(m, name).bias.detach()
+        assert len(codebook_of(b)) <= 4, name
+    assert not m.fc1.bias[:7].any()
+    assert len(torch.unique(share_weights(m, KMeansConfig(bits=4))["fc1"][0].detach())) <= 17
+    with pytest.raises(ConfigError, match="bias_bits"):
+        KMeansConfig(bias_bits=0)
+    with pytest.raises(ConfigError, match="iters"):
+        KMeansConfig(iters=0)

@@ -147,10 +147,14 @@ class MixedConfig(Config):
 class KMeansConfig(Config):
     """Deep Compression weight sharing: per layer 2^bits shared values
     (k-means, linear init), centroids fine-tuned by summed cluster gradients.
-    Zeros of a pruned layer stay zero and are not clustered."""
+    Zeros of a pruned layer stay zero and are not clustered. ``bias_bits``
+    shares each in-scope layer's bias the same way (2^bias_bits values; None
+    keeps biases as they are): at high sparsity the biases are a large part of
+    a compact artifact (LeNet-5: 580 biases, 1,160 bytes in fp16)."""
 
     bits: int = 4
     layer_bits: dict[str, int] = dataclasses.field(default_factory=dict)  # per-layer override of ``bits`` (mixed bits)
+    bias_bits: int | None = None
     iters: int = 30
     finetune: TrainConfig | None = None
     scope: Scope = Scope()
@@ -159,11 +163,13 @@ class KMeansConfig(Config):
         _check_bits("KMeansConfig", "bits", self.bits, 1, 8)
         for name, b in self.layer_bits.items():
             _check_bits("KMeansConfig", f"layer_bits[{name!r}]", b, 1, 8)
+        if self.bias_bits is not None:
+            _check_bits("KMeansConfig", "bias_bits", self.bias_bits, 1, 8)
+        if self.iters <= 0:
+            raise ConfigError("KMeansConfig.iters must be positive")
 
     def bits_for(self, layer: str) -> int:
         return self.layer_bits.get(layer, self.bits)
-        if self.iters <= 0:
-            raise ConfigError("KMeansConfig.iters must be positive")
 
 
 @register_config("quantize.half")

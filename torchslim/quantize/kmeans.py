@@ -134,8 +134,9 @@ def _make_weight_plain(layer: nn.Module) -> None:
 
 @torch.no_grad()
 def share_weights(model: nn.Module, cfg: KMeansConfig = KMeansConfig()) -> dict[str, tuple[nn.Parameter, torch.Tensor]]:
-    """Cluster the weights of every in-scope Linear/Conv in place; returns
-    {name: (weight, assignment)} for ``WeightSharing``."""
+    """Cluster the weights (and with ``cfg.bias_bits`` the biases) of every
+    in-scope Linear/Conv in place; returns {name: (weight, assignment)} (biases
+    as ``name.bias``) for ``WeightSharing``."""
     cfg.scope.check_names(model)
     selected = dict(cfg.scope.select(model))
     unknown = sorted(set(cfg.layer_bits) - set(selected))
@@ -145,17 +146,25 @@ def share_weights(model: nn.Module, cfg: KMeansConfig = KMeansConfig()) -> dict[
     out = {}
     for name, layer in selected.items():
         _make_weight_plain(layer)
-        w = layer.weight
-        flat = w.data.reshape(-1)
-        mask = flat != 0
-        idx = torch.full((flat.numel(),), -1, dtype=torch.long)
-        if mask.any():
-            centroids, assign = kmeans_1d(flat[mask], 2 ** cfg.bits_for(name), iters=cfg.iters)
-            idx[mask] = assign
-            flat.copy_(torch.where(mask, centroids[idx.clamp(min=0)], torch.zeros_like(flat)))
-        snap_(w, idx)
-        out[name] = (w, idx)
+        out[name] = (layer.weight, _share(layer.weight, cfg.bits_for(name), cfg.iters))
+        bias = getattr(layer, "bias", None)
+        if cfg.bias_bits is not None and isinstance(bias, nn.Parameter):
+            out[name + ".bias"] = (bias, _share(bias, cfg.bias_bits, cfg.iters))
     return out
+
+
+@torch.no_grad()
+def _share(p: torch.Tensor, bits: int, iters: int) -> torch.Tensor:
+    """Cluster the non-zeros of ``p`` into 2^bits values in place; the assignment (-1: a kept zero)."""
+    flat = p.data.reshape(-1)
+    mask = flat != 0
+    idx = torch.full((flat.numel(),), -1, dtype=torch.long)
+    if mask.any():
+        centroids, assign = kmeans_1d(flat[mask], 2 ** bits, iters=iters)
+        idx[mask] = assign
+        flat.copy_(torch.where(mask, centroids[idx.clamp(min=0)], torch.zeros_like(flat)))
+    snap_(p, idx)
+    return idx
 
 
 def quantize_kmeans(model: nn.Module, cfg: KMeansConfig = KMeansConfig(), *, train_data=None, loss_fn=None,
