@@ -69,7 +69,9 @@ def test_structure_changes_and_bn_buffers(tmp_path):
     path = tmp_path / "m.tslim"
     save_compact(m, path, metadata={"note": "structured"})
     meta, _ = read_compact(path)
-    assert set(meta["structure"]) == set(convs[:2])  # only what differs from a fresh build
+    # only what differs from a fresh build (width changes by name only, see test_resized.py)
+    assert set(meta["structure"]) | set(meta.get("resized", [])) == set(convs[:2])
+    assert meta["structure"] == {}
     m2 = torchslim.load(path)
     assert m2.get_submodule(convs[0]).out_channels == 7 and m2.torchslim_metadata == {"note": "structured"}
     assert_same_state(m, m2)

@@ -75,6 +75,62 @@ def _minimal_structure(model: nn.Module, arch: dict) -> dict:
     return full
 
 
+_RESIZABLE = {"torch.nn.modules.linear.Linear": ("out_features", "in_features"),
+              "torch.nn.modules.conv.Conv1d": ("out_channels", "in_channels"),
+              "torch.nn.modules.conv.Conv2d": ("out_channels", "in_channels")}
+
+
+def _resized_spec(fresh: dict | None, weight_shape) -> dict | None:
+    """The spec of a fresh Linear/Conv with only its widths taken from its
+    stored weight's shape (None if the layer is not such a layer)."""
+    if fresh is None or fresh.get("type") not in _RESIZABLE or len(weight_shape) < 2:
+        return None
+    out_k, in_k = _RESIZABLE[fresh["type"]]
+    groups = fresh.get("groups", 1)
+    if groups != 1:
+        return None
+    return {**fresh, out_k: int(weight_shape[0]), in_k: int(weight_shape[1])}
+
+
+def _split_resized(structure: dict, arch: dict, shapes: dict[str, list[int]]) -> tuple[dict, list[str]]:
+    """(structure without the layers that differ from a fresh build only in
+    the widths their stored weights show, those layers' names): a layer sliced
+    by structured pruning or dead-unit removal then costs its name in the
+    header instead of its full spec."""
+    if not structure:
+        return structure, []
+    try:
+        fresh = specs.record_structure(fmt.build_arch(arch))
+    except Exception:
+        return structure, []
+    rest, resized = {}, []
+    for name, spec in structure.items():
+        w = shapes.get(name + ".weight")
+        if w is not None and _resized_spec(fresh.get(name), w) == spec:
+            resized.append(name)
+        else:
+            rest[name] = spec
+    return rest, resized
+
+
+def _join_resized(meta: dict, state: dict[str, torch.Tensor], where: str) -> dict:
+    """The full structure of a compact artifact (``structure`` plus the layers
+    listed under ``resized``, rebuilt from their weights' shapes)."""
+    structure = dict(meta.get("structure", {}))
+    resized = meta.get("resized") or []
+    if not resized:
+        return structure
+    fresh = specs.record_structure(fmt.build_arch(meta["arch"], where))
+    for name in resized:
+        w = state.get(name + ".weight")
+        spec = None if w is None else _resized_spec(fresh.get(name), list(w.shape))
+        if spec is None:
+            raise ArtifactError(f"{where}: resized layer {name!r} cannot be rebuilt (no such Linear/Conv or no "
+                                "weight); the file is corrupted; re-create it")
+        structure[name] = spec
+    return structure
+
+
 def save_compact(model: nn.Module, path: str | os.PathLike, *, index_bits: int | dict[str, int] | None = None,
                  huffman: bool = True, fp16: bool = False, arch: dict | None = None,
                  metadata: dict | None = None, signed_zeros: bool = False) -> dict:
@@ -96,11 +152,15 @@ def save_compact(model: nn.Module, path: str | os.PathLike, *, index_bits: int |
     if fp16:
         state = {k: (v.to(torch.float16) if v.dtype == torch.float32 else v) for k, v in state.items()}
     sections, tstats = encode_state(state, index_bits=index_bits, huffman=huffman, signed_zeros=signed_zeros)
-    meta = {"format": COMPACT_FORMAT, "arch": arch_d, "structure": _minimal_structure(model, arch_d),
+    structure, resized = _split_resized(_minimal_structure(model, arch_d), arch_d,
+                                        {n: list(t.shape) for n, t in state.items()})
+    meta = {"format": COMPACT_FORMAT, "arch": arch_d, "structure": structure,
             "tensors": [[str(state[n].dtype).removeprefix("torch."), list(state[n].shape)] for n, _ in sections]}
+    if resized:
+        meta["resized"] = resized  # rebuilt from the weights' shapes (see _join_resized)
     if metadata:
         meta["user"] = metadata
-    data = write_container(meta, sections)
+    data = write_container(meta, sections, version=2 if resized else 1)  # v1 readers cannot rebuild "resized"
     fmt.atomic_write_bytes(path, data)
     params = sum(p.numel() for p in model.parameters())
     payload = sum(len(p) for _, p in sections)
@@ -138,7 +198,7 @@ def load_compact(path: str | os.PathLike, *, strict: bool = True) -> nn.Module:
     meta, state = read_compact(path)
     if "arch" not in meta:
         raise ArtifactError(f"{path}: compact artifact without an architecture; it holds tensors only")
-    return fmt.rebuild(meta["arch"], meta.get("structure", {}), state, str(path), strict=strict,
+    return fmt.rebuild(meta["arch"], _join_resized(meta, state, str(path)), state, str(path), strict=strict,
                        user=meta.get("user", {}))
 
 

@@ -26,7 +26,9 @@ from .huffman import CorruptStream
 __all__ = ["MAGIC", "CONTAINER_VERSION", "write_container", "read_container"]
 
 MAGIC = b"TSLZ"
-CONTAINER_VERSION = 1
+CONTAINER_VERSION = 2  # the newest version written and read; 2: the header may list "resized" layers
+# (rebuilt from their weights' shapes), which a version-1 reader cannot rebuild. Files that need nothing
+# newer are still written as version 1.
 
 
 def _crc(*parts: bytes) -> bytes:
@@ -36,12 +38,15 @@ def _crc(*parts: bytes) -> bytes:
     return struct.pack("<I", c)
 
 
-def write_container(meta: dict, sections: list[tuple[str, bytes]]) -> bytes:
+def write_container(meta: dict, sections: list[tuple[str, bytes]], *, version: int = 1) -> bytes:
     """Bytes of a container holding ``meta`` (JSON-serialisable) and the
-    named section payloads."""
+    named section payloads, stamped with format ``version`` (the oldest that
+    can read what ``meta`` uses)."""
+    if not 1 <= version <= CONTAINER_VERSION:
+        raise ValueError(f"write_container: version must be in 1..{CONTAINER_VERSION}, got {version}")
     meta = {**meta, "sections": [name for name, _ in sections]}
     blob = zlib.compress(json.dumps(meta, separators=(",", ":"), sort_keys=True).encode(), 9)
-    head = bytes([CONTAINER_VERSION]) + varint(len(blob))
+    head = bytes([version]) + varint(len(blob))
     out = bytearray(MAGIC + head + blob + _crc(head, blob))
     for _, payload in sections:
         ln = varint(len(payload))
