@@ -105,3 +105,133 @@ def test_agp_with_unused_units_spends_the_budget_on_units_in_use(digits, tmp_pat
     for name, flags in dead.items():
         layer = getattr(model, name)
         assert not (layer.weight[flags] != 0).any() and not (layer.bias[flags] != 0).any(), name
+
+
+# ------------------------------------------------- physical removal of dead units
+def _plant(model):
+    """Dead units by hand: constant units (no incoming weights, non-zero bias,
+    some with act(b) = 0), unread units, on top of ordinary sparsity."""
+    from torchslim.prune import masks as M
+
+    prune_to_sparsity(model, 0.5, ranking="layer")
+    M.remove(model)
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    with torch.no_grad():
+        for i, n in enumerate(names[:-1]):
+            m = getattr(model, n)
+            m.weight[[1, 4, 6]] = 0  # constant units
+            m.bias[1], m.bias[4], m.bias[6] = 0.7, -0.3, 0.0
+            reader = getattr(model, names[i + 1])
+            k = reader.weight.shape[1] // m.weight.shape[0]
+            reader.weight[:, 2 * k:3 * k] = 0  # unit 2 unread
+            reader.weight[:, 6 * k:7 * k] = 0  # unit 6 neither read nor fed
+    return names
+
+
+@pytest.mark.parametrize("arch", ["lenet300", "lenet5"])
+def test_remove_dead_units_is_exact_and_round_trips(arch, tmp_path):
+    import copy
+
+    import torchslim
+    from torchslim.codec.compact import save_compact
+    from torchslim.prune.dead import remove_dead_units
+
+    torch.manual_seed(0)
+    model = build_model(arch, dataset="mnist").eval()
+    names = _plant(model)
+    ref = copy.deepcopy(model)
+    widths = {n: getattr(model, n).weight.shape[0] for n in names}
+    x = torch.rand(32, 1, 28, 28)
+    removed = remove_dead_units(model, (torch.rand(2, 1, 28, 28),))
+    for n in names[:-1]:
+        assert removed[n]["removed"] >= 4 and removed[n]["folded"] >= 2
+        assert getattr(model, n).weight.shape[0] == widths[n] - removed[n]["removed"]
+    with torch.no_grad():
+        want = ref(x)
+        assert torch.allclose(model(x), want, atol=1e-6, rtol=0)
+        for path, save in ((tmp_path / "m.safetensors", torchslim.save), (tmp_path / "m.tslim", save_compact)):
+            save(model, path)
+            back = torchslim.load(path)
+            assert [getattr(back, n).weight.shape for n in names] == [getattr(model, n).weight.shape for n in names]
+            assert torch.allclose(back(x), want, atol=1e-6, rtol=0)
+    assert remove_dead_units(model, (x[:1],)) == {}  # a fixed point
+
+
+def test_remove_dead_units_slices_batchnorm_but_does_not_fold_through_it():
+    import copy
+
+    from torchslim.prune.dead import remove_dead_units
+
+    class WithBN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.bn, self.b = nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.bn(self.a(x))))
+
+    torch.manual_seed(0)
+    model = WithBN()
+    model.bn.running_mean.uniform_(-1, 1)
+    model.eval()
+    with torch.no_grad():
+        model.a.weight[2] = 0  # constant through a BatchNorm: kept
+        model.b.weight[:, 5] = 0  # unread: removed, with its BatchNorm channel
+    ref = copy.deepcopy(model)
+    assert remove_dead_units(model, (torch.rand(2, 6),)) == {"a": {"folded": 0, "removed": 1}}
+    assert model.bn.num_features == 7 and model.b.in_features == 7
+    x = torch.rand(16, 6)
+    with torch.no_grad():
+        assert torch.allclose(model(x), ref(x), atol=1e-6, rtol=0)
+
+
+def test_conv_reader_with_padding_keeps_non_zero_constants():
+    import copy
+
+    from torchslim.prune.dead import remove_dead_units
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1))
+    with torch.no_grad():
+        model[0].weight[1] = 0
+        model[0].bias[1] = 0.5  # constant 0.5, but the reader's zero padding makes its contribution vary
+        model[0].weight[3] = 0
+        model[0].bias[3] = -0.5  # relu(-0.5) = 0: removed exactly
+    ref = copy.deepcopy(model)
+    assert remove_dead_units(model, (torch.rand(1, 1, 8, 8),)) == {"0": {"folded": 1, "removed": 1}}
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(model(x), ref(x), atol=1e-6, rtol=0)
+
+
+def test_remove_dead_config_round_trip_needs_permanent_and_kmeans_follows(digits, tmp_path):
+    import copy
+
+    from torchslim.core import ConfigError, Context, apply, config_class
+    for name in ("prune.agp", "prune.unstructured"):
+        cls = config_class(name)
+        cfg = cls.from_dict({"permanent": True, "remove_dead": True, "sparsity": 0.5})
+        assert cls.from_dict(cfg.to_dict()) == cfg and cfg.changed()["remove_dead"] is True
+        assert "remove_dead" not in cls().changed()  # old fingerprints survive
+        with pytest.raises(ConfigError, match="permanent"):
+            cls.from_dict({"remove_dead": True})
+    from torchslim.zoo import example_inputs
+
+    train = digits[0].take(256)
+    model = build_model("lenet300", dataset="digits").eval()
+    ctx = Context(train_data=train, calib_data=train, out_dir=tmp_path, progress=False)
+    cfg = config_class("prune.unstructured").from_dict(
+        {"sparsity": 0.9, "ranking": "layer", "layer_sparsity": {"fc1": 0.9, "fc2": 0.97, "fc3": 0.9},
+         "permanent": True, "unused_units": True, "remove_dead": True})
+    before = copy.deepcopy(model)
+    apply(before, config_class("prune.unstructured").from_dict({**cfg.to_dict(), "remove_dead": False}), Context(
+        train_data=train, calib_data=train, out_dir=tmp_path / "ref", progress=False))
+    model = apply(model, cfg, ctx)
+    assert ctx.extras["dead_units"] and model.fc2.in_features < 300
+    x = example_inputs(model, batch=16)[0]
+    with torch.no_grad():
+        assert torch.allclose(model(x), before(x), atol=1e-6, rtol=0)
+    km = config_class("quantize.kmeans").from_dict({"bits": 4, "bias_bits": 4})
+    model = apply(model, km, ctx)
+    assert model.fc2.in_features < 300
+    with torch.no_grad():
+        assert model(x).shape == (x.shape[0], 10)

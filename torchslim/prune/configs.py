@@ -41,7 +41,11 @@ class UnstructuredConfig(Config):
     that ``sparsity`` of the params / MACs / measured latency is removed.
     ``unused_units`` also masks every unit whose outgoing weights are all
     pruned (see ``prune.dead``; the output is unchanged and the budget goes to
-    units in use)."""
+    units in use). ``remove_dead`` (needs ``permanent``) then removes units
+    physically: those with constant outputs (no incoming weights) are folded
+    into the next layer's bias, and they and the unused ones are sliced out
+    (``prune.dead.remove_dead_units``; the artifact stores the smaller
+    layers)."""
 
     sparsity: float = 0.5
     criterion: Criterion = "l1"
@@ -54,8 +58,10 @@ class UnstructuredConfig(Config):
     calib_batches: int = 4
     permanent: bool = False
     unused_units: bool = False
+    remove_dead: bool = False
 
     def validate(self) -> None:
+        _check_remove_dead(type(self).__name__, self)
         _check_fraction("UnstructuredConfig.sparsity", self.sparsity)
         for k, v in self.layer_sparsity.items():
             _check_fraction(f"UnstructuredConfig.layer_sparsity[{k!r}]", v, upper_open=False)
@@ -94,7 +100,8 @@ class AGPConfig(Config):
     ``layer_sparsity`` gives chosen layers their own final sparsity on the same
     curve; the other layers follow ``sparsity`` and ``ranking``.
     ``unused_units`` masks the units nothing reads after every update (see
-    ``prune.dead``)."""
+    ``prune.dead``). ``remove_dead`` (needs ``permanent``) removes the dead
+    units physically at the end, as in ``prune.unstructured``."""
 
     sparsity: float = 0.9
     initial_sparsity: float = 0.0
@@ -108,8 +115,10 @@ class AGPConfig(Config):
     finetune: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(epochs=5))
     permanent: bool = False
     unused_units: bool = False
+    remove_dead: bool = False
 
     def validate(self) -> None:
+        _check_remove_dead(type(self).__name__, self)
         _check_fraction("AGPConfig.sparsity", self.sparsity)
         for k, v in self.layer_sparsity.items():
             _check_fraction(f"AGPConfig.layer_sparsity[{k!r}]", v, upper_open=False)
@@ -159,6 +168,12 @@ class LotteryConfig(Config):
             raise ConfigError("LotteryConfig.finetune is required: every round trains")
 
 
+def _check_remove_dead(where: str, cfg) -> None:
+    if cfg.remove_dead and not cfg.permanent:
+        raise ConfigError(f"{where}: remove_dead changes layer shapes, which reversible masks cannot follow; "
+                          "set permanent: true")
+
+
 # ------------------------------------------------------------------ handlers
 def _need(ctx, field: str, why: str):
     value = getattr(ctx, field, None) if ctx is not None else None
@@ -178,8 +193,25 @@ def _common(ctx) -> dict:
             "progress": getattr(ctx, "progress", True)}
 
 
-def _finish(model: nn.Module, permanent: bool) -> nn.Module:
-    return M.remove(model) if permanent else M.refresh(model)
+def _finish(model: nn.Module, permanent: bool, ctx=None, remove_dead: bool = False) -> nn.Module:
+    model = M.remove(model) if permanent else M.refresh(model)
+    if remove_dead:
+        from .dead import remove_dead_units
+
+        removed = remove_dead_units(model, _example_batch(model, ctx))
+        if ctx is not None:
+            ctx.extras["dead_units"] = removed
+    return model
+
+
+def _example_batch(model: nn.Module, ctx) -> tuple:
+    """One input batch for remove_dead_units (its content does not matter)."""
+    inputs = getattr(ctx, "example_inputs", None) if ctx is not None else None
+    if inputs is not None:
+        return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    from ..zoo import example_inputs
+
+    return tuple(example_inputs(model, getattr(ctx, "dataset", None) if ctx is not None else None))
 
 
 @register_handler(UnstructuredConfig)
@@ -213,7 +245,7 @@ def _apply_unstructured(model: nn.Module, cfg: UnstructuredConfig, ctx) -> nn.Mo
         iterative(model, cfg.sparsity, train, cycles=cfg.cycles, finetune=cfg.finetune, criterion=cfg.criterion,
                   scope=cfg.scope, ranking=cfg.ranking, layer_amounts=layer_amounts, calib_data=calib,
                   unused_units=cfg.unused_units, **common)
-    return _finish(model, cfg.permanent)
+    return _finish(model, cfg.permanent, ctx, cfg.remove_dead)
 
 
 @register_handler(NMConfig)
@@ -241,7 +273,7 @@ def _apply_agp(model: nn.Module, cfg: AGPConfig, ctx) -> nn.Module:
         start=cfg.start, end=cfg.end, frequency=cfg.frequency, criterion=cfg.criterion, scope=cfg.scope,
         ranking=cfg.ranking, layer_sparsity=dict(cfg.layer_sparsity) or None, unused_units=cfg.unused_units,
         **_common(ctx))
-    return _finish(model, cfg.permanent)
+    return _finish(model, cfg.permanent, ctx, cfg.remove_dead)
 
 
 @register_handler(LotteryConfig)

@@ -15,6 +15,17 @@ through operations that keep channels apart (element-wise activations,
 dropout, pooling, batch norm, flatten into a Linear). Any other use of
 ``A``'s output (a residual add, a concatenation, two readers) leaves ``A``
 untouched. Models that cannot be traced are left untouched as well.
+
+``remove_dead_units(model, example_inputs)`` goes further and removes units
+physically: a unit whose incoming weights are all zero outputs a constant
+(``act(bias)``); that constant is folded into the reader's bias (for a Linear
+reader ``bias += W[:, cols].sum(1) * c``, over the ``k`` columns of a conv
+channel flattened into it; for a conv reader without padding ``bias +=
+W[:, j].sum((1, 2)) * c``). Then every unit with no incoming or no outgoing
+weights left is sliced out of its layer (output rows, bias) and of the reader
+(input columns), so the artifact records the smaller shapes and
+``torchslim.load`` rebuilds them. The output equals the model's before, up to
+float rounding of the folded sums.
 """
 from __future__ import annotations
 
@@ -27,7 +38,7 @@ import torch.nn.functional as F
 
 from . import masks as M
 
-__all__ = ["unit_links", "unused_units", "prune_unused_units"]
+__all__ = ["unit_links", "unused_units", "prune_unused_units", "remove_dead_units"]
 
 log = logging.getLogger("torchslim.prune")
 
@@ -49,6 +60,11 @@ def unit_links(model: nn.Module) -> dict[str, tuple[str, int]]:
     """{A: (B, k)}: the outputs of prunable layer ``A`` are read by ``B`` alone,
     unit ``j`` of ``A`` through ``B``'s input columns ``j*k .. j*k+k-1`` (k > 1
     when a conv's channel is flattened into a Linear). Empty if tracing fails."""
+    return {a: (b, k) for a, (b, k, _) in _links_with_path(model).items()}
+
+
+def _links_with_path(model: nn.Module) -> dict[str, tuple[str, int, list[str]]]:
+    """unit_links plus, per link, the names of the modules between A and B."""
     import torch.fx as fx
 
     try:
@@ -65,7 +81,7 @@ def unit_links(model: nn.Module) -> dict[str, tuple[str, int]]:
         if isinstance(a, (nn.Conv1d, nn.Conv2d)) and a.groups != 1:
             continue
         units = a.out_features if isinstance(a, nn.Linear) else a.out_channels
-        cur, flattened = node, False
+        cur, flattened, path = node, False, []
         while True:
             users = list(cur.users)
             if len(users) != 1:
@@ -81,9 +97,11 @@ def unit_links(model: nn.Module) -> dict[str, tuple[str, int]]:
                     break
                 n_in = _channels_in(m)
                 if n_in % units == 0 and (flattened or n_in == units):
-                    links[node.target] = (nxt.target, n_in // units)
+                    links[node.target] = (nxt.target, n_in // units, path)
                 break
             if isinstance(m, _PER_CHANNEL_MODULES) or (nxt.op == "call_function" and nxt.target in _PER_CHANNEL_FUNCS):
+                if m is not None:
+                    path.append(nxt.target)
                 cur = nxt
                 continue
             flat = (isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1) or (
@@ -143,3 +161,133 @@ def prune_unused_units(model: nn.Module, links: dict[str, tuple[str, int]] | Non
         if not changed:
             break
     return removed
+
+
+def _bias_of(layer: nn.Module) -> torch.Tensor | None:
+    b = getattr(layer, "bias", None)
+    return b if isinstance(b, torch.Tensor) else None
+
+
+@torch.no_grad()
+def _reader_inputs(model: nn.Module, readers: list[str], example_inputs) -> dict[str, torch.Tensor]:
+    """The input each reader layer sees on ``example_inputs`` (eval mode)."""
+    mods = dict(model.named_modules())
+    seen, hooks = {}, []
+    for name in readers:
+        hooks.append(mods[name].register_forward_pre_hook(
+            lambda mod, args, name=name: seen.__setitem__(name, args[0].detach().clone())))
+    was_training = model.training
+    model.eval()
+    try:
+        inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+        model(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return seen
+
+
+def _constants(x: torch.Tensor, units: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(value, is_constant) per unit of A from the reader's input ``x``: unit j
+    is constant when all its entries (batch, spatial, its k columns) are equal."""
+    if x.dim() == 2:  # Linear reader: (N, units * k)
+        v = x.reshape(x.shape[0], units, k).transpose(0, 1).reshape(units, -1)
+    else:  # conv reader: (N, C, ...)
+        v = x.transpose(0, 1).reshape(units, -1)
+    first = v[:, 0]
+    const = (v == first[:, None]).all(dim=1) & torch.isfinite(first)
+    return first, const
+
+
+@torch.no_grad()
+def remove_dead_units(model: nn.Module, example_inputs) -> dict[str, dict[str, int]]:
+    """Fold the units whose incoming weights are all zero into the next
+    layer's bias and physically remove every unit with no incoming or no
+    outgoing weights left, until a fixed point (in place; masks are made
+    permanent first). ``example_inputs`` (one batch, any content) gives the
+    constant each such unit feeds its reader (``act(bias)``, through the
+    element-wise operations between the two layers). Returns
+    {layer: {"folded": n, "removed": n}}.
+
+    Links through a BatchNorm slice the BatchNorm with the channel but never
+    fold (its batch statistics would change in training); a unit is folded
+    only if its reader sees one value for it everywhere (a conv reader with
+    padding sees zeros at the border, so its constant units are kept unless
+    the constant is 0)."""
+    from ..graph.surgery import _surgery_for
+
+    M.remove(model)
+    paths = _links_with_path(model)
+    out: dict[str, dict[str, int]] = {}
+    for _ in range(4 * len(paths) + 2):
+        changed = False
+        for a, (b, k, path) in paths.items():
+            mods = dict(model.named_modules())
+            la, lb = mods[a], mods[b]
+            between = [mods[n] for n in path]
+            if any(not isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and
+                   (any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)))
+                   for m in between):
+                continue  # a per-channel module with state we cannot slice
+            has_bn = any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in between)
+            wa, wb = la.weight, lb.weight
+            units = wa.shape[0]
+            if units <= 1:
+                continue
+            dead_in = (wa.reshape(units, -1) == 0).all(dim=1)
+            cols = wb.transpose(0, 1).reshape(units, -1)
+            dead_out = (cols == 0).all(dim=1)
+            fold = dead_in & ~dead_out
+            folded = 0
+            if bool(fold.any()):
+                if has_bn:
+                    fold = torch.zeros_like(fold)
+                else:
+                    x = _reader_inputs(model, [b], example_inputs)[b]
+                    value, const = _constants(x, units, k)
+                    fold &= const
+                    conv_pad = not isinstance(lb, nn.Linear) and (
+                        isinstance(lb.padding, str) or any(p != 0 for p in lb.padding))
+                    bias_b = _bias_of(lb)
+                    needs = value != 0
+                    if conv_pad or bias_b is None:
+                        fold &= ~needs  # only constant zeros are exact to drop here
+                    idx = torch.nonzero(fold & needs).flatten()
+                    if idx.numel():
+                        if isinstance(lb, nn.Linear):
+                            w3 = wb.reshape(wb.shape[0], units, k)
+                            contrib = (w3[:, idx, :].sum(dim=2).double() * value[idx].double()).sum(dim=1)
+                        else:
+                            w3 = wb[:, idx].reshape(wb.shape[0], idx.numel(), -1)
+                            contrib = (w3.sum(dim=2).double() * value[idx].double()).sum(dim=1)
+                        bias_b.add_(contrib.to(bias_b.dtype))
+                    folded = int(fold.sum())
+            gone = dead_out | fold
+            if not bool(gone.any()):
+                continue
+            if bool(gone.all()):
+                gone[0] = False  # keep one unit: zero-width layers do not build
+                if not bool(gone.any()):
+                    continue
+            keep = torch.nonzero(~gone).flatten()
+            ka = {"weight": {0: keep}}
+            if _bias_of(la) is not None:
+                ka["bias"] = {0: keep}
+            _surgery_for(la)(la, ka)
+            for m in between:
+                if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                    kb = {t: {0: keep} for t in ("weight", "bias", "running_mean", "running_var")
+                          if getattr(m, t, None) is not None}
+                    _surgery_for(m)(m, kb)
+            cols_keep = (keep[:, None] * k + torch.arange(k)[None, :]).flatten()
+            _surgery_for(lb)(lb, {"weight": {1: cols_keep}})
+            rec = out.setdefault(a, {"folded": 0, "removed": 0})
+            rec["folded"] += folded
+            rec["removed"] += int(gone.sum())
+            changed = True
+        if not changed:
+            break
+    if out:
+        log.info("dead units removed: %s", out)
+    return out
