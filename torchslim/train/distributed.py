@@ -2,6 +2,7 @@
 (gloo on CPU, NCCL on GPU)."""
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -16,7 +17,20 @@ def world() -> tuple[int, int]:
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
+        atexit.register(_shutdown)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _shutdown() -> None:
+    """Tear down the process group we created, all ranks together, before the
+    interpreter exits: left to die with the process, gloo's worker threads are
+    destroyed while still joinable and the process aborts ("terminate called
+    without an active exception"), failing a finished run."""
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def is_main() -> bool:
