@@ -174,3 +174,38 @@ def test_recipe_level_distillation_from_the_baseline(tmp_path):
     assert kd["baseline"]["accuracy"] == plain["baseline"]["accuracy"]
     a, b = _weights(tmp_path / "kd" / kd["artifact"]), _weights(tmp_path / "plain" / plain["artifact"])
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_recipe_trains_its_own_teacher_once_and_resumes_it(tmp_path):
+    teacher = {"zoo": "lenet300", "kwargs": {"hidden": [64, 32]}, "train": {"epochs": 2, "lr": 0.01, "batch_size": 64}}
+    x = recipe()
+    x["stages"][1] = {"name": "ft", "kind": "test.finetune"}
+    x.update(teacher=teacher, distill={"temperature": 2.0, "alpha": 0.5})
+    out = tmp_path / "run"
+    rep = run_recipe(x, out, progress=False)
+    t_params = 64 * 64 + 64 + 64 * 32 + 32 + 32 * 10 + 10
+    assert rep["teacher"]["params"] == t_params != rep["baseline"]["params"]
+    assert rep["teacher"]["accuracy"] > 0.8 and rep["teacher"]["resumed_from"] is None
+    ex = rep["stages"][1]["extras"]
+    assert ex["loss"] == "DistillLoss" and ex["teacher_params"] == t_params
+    t_art = out / "teacher" / "model.safetensors"
+    assert sum(p.numel() for p in load(t_art).parameters()) == t_params
+    stamp = t_art.stat().st_mtime_ns
+    # a later stage changed: the teacher is reused, not retrained
+    rep2 = run_recipe(x, out, progress=False, overrides=["stages.ft.finetune.epochs=2"])
+    assert t_art.stat().st_mtime_ns == stamp and rep2["teacher"] == rep["teacher"]
+    # killed after its first epoch (record gone, checkpoint kept): training resumes there
+    (out / "teacher" / "teacher.json").unlink()
+    rep3 = run_recipe(x, out, progress=False, overrides=["stages.ft.finetune.epochs=1"])
+    assert rep3["teacher"]["resumed_from"] is not None
+    # another teacher spec: retrained from scratch, and the stages after the baseline rerun
+    rep4 = run_recipe(x, out, progress=False, overrides=["teacher.train.epochs=1"])
+    assert rep4["teacher"]["resumed_from"] is None and t_art.stat().st_mtime_ns != stamp
+    assert rep4["baseline"]["accuracy"] == rep["baseline"]["accuracy"]
+
+
+def test_teacher_train_fields_are_validated():
+    x = recipe()
+    x.update(teacher={"zoo": "lenet300", "train": {"epochz": 2}}, distill={})
+    with pytest.raises(Exception, match=r"teacher.*train.*unknown field\(s\) \['epochz'\]"):
+        load_recipe(x)

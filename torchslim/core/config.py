@@ -54,6 +54,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError as e:
                 errors.append(str(e))
+        if len(errors) == 1:  # Optional[X]: X's own message says what is wrong
+            raise ConfigError(errors[0])
         raise ConfigError(f"{where}: {value!r} does not fit {_type_name(tp)}")
     if origin in (tuple,):
         if not isinstance(value, (list, tuple)):

@@ -30,6 +30,7 @@ __all__ = ["run_recipe"]
 
 BASELINE_ARTIFACT = "baseline.safetensors"
 STAGE_ARTIFACT = "model.safetensors"
+TEACHER_DIR = "teacher"  # a teacher the recipe trains itself (teacher: {zoo: ..., train: {...}})
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -228,7 +229,7 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
         ctx.stage_out = sdir
         ctx.loss_fn, ctx.teacher = None, None
         if st.index > recipe.baseline:
-            ctx.teacher = _teacher(recipe, out)
+            ctx.teacher = _teacher(recipe, out, ctx, progress)
             if recipe.distill is not None:
                 from ..distill import make_loss
 
@@ -280,7 +281,7 @@ def _rel(path: Path, out: Path) -> str:
         return str(path)
 
 
-def _teacher(recipe: Recipe, out: Path):
+def _teacher(recipe: Recipe, out: Path, ctx=None, progress: bool = False):
     if recipe.teacher is None:
         return None
     from ..artifact import load
@@ -289,11 +290,60 @@ def _teacher(recipe: Recipe, out: Path):
         path = out / BASELINE_ARTIFACT if recipe.baseline >= 0 or recipe.model.artifact is None \
             else Path(recipe.model.artifact)
         t = load(path)
+    elif getattr(recipe.teacher, "train", None) is not None:
+        t = _trained_teacher(recipe, out, ctx, progress)
     else:
         t = _build_model(recipe.teacher, recipe.data.dataset)
     for p in t.parameters():
         p.requires_grad_(False)
     return t.eval()
+
+
+def _teacher_fingerprint(recipe: Recipe) -> str:
+    d = recipe.to_dict()
+    obj = {"teacher": d["teacher"], "data": d["data"], "seed": d["seed"]}
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _trained_teacher(recipe: Recipe, out: Path, ctx, progress: bool):
+    """The recipe's own teacher: trained once on the training split into
+    ``out/teacher`` (resumed from its last epoch after a kill, retrained when
+    the teacher spec, data or seed change), then reused by every stage."""
+    from ..analysis.evaluate import evaluate
+    from ..artifact import load, save
+    from ..train import fit
+
+    tdir = out / TEACHER_DIR
+    fp = _teacher_fingerprint(recipe)
+    path = tdir / STAGE_ARTIFACT
+    rec = _read_json(tdir / "teacher.json")
+    if rec is not None and rec.get("fingerprint") == fp and rec.get("status") == "done" and path.is_file():
+        return load(path)
+    fp_file = tdir / "fingerprint.txt"
+    if tdir.is_dir() and not (fp_file.is_file() and fp_file.read_text().strip() == fp):
+        shutil.rmtree(tdir)  # another teacher's leftovers
+    tdir.mkdir(parents=True, exist_ok=True)
+    fp_file.write_text(fp)
+    if ctx is None or ctx.train_data is None:
+        raise ConfigError("teacher.train: training the teacher needs the recipe's training data")
+    spec = recipe.teacher
+    _say(f"training the teacher ({spec.zoo or spec.import_path or spec.artifact})", progress)
+    torch.manual_seed(recipe.seed)
+    model = _build_model(spec, recipe.data.dataset)
+    t0 = time.perf_counter()
+    result = fit(model, ctx.train_data, spec.train, eval_data=ctx.calib_data, out_dir=tdir, progress=progress)
+    seconds = time.perf_counter() - t0
+    save(model, path, sparse=False, metadata={"dataset": recipe.data.dataset, "role": "teacher"})
+    model = load(path).eval()
+    rec = {"fingerprint": fp, "status": "done", "artifact": _rel(path, out), "seconds": seconds,
+           "resumed_from": result.resumed_from,
+           "params": sum(p.numel() for p in model.parameters()),
+           "accuracy": float(evaluate(model, ctx.test_data)["accuracy"])}
+    if ctx.calib_data is not None:
+        rec["holdout_accuracy"] = float(evaluate(model, ctx.calib_data)["accuracy"])
+    _write_json(tdir / "teacher.json", rec)
+    _say(f"  teacher: accuracy {rec['accuracy']:.4f}, {rec['params']:,} params, {seconds:.1f} s", progress)
+    return model
 
 
 def _layers(model) -> dict:
@@ -359,5 +409,9 @@ def _finish(recipe: Recipe, out: Path, model, ctx, baseline_rec: dict, records: 
     report = build_report(recipe=recipe, baseline=baseline, baseline_layers=baseline_rec.get("layers"),
                           final=final, final_layers=final_layers, artifact=_rel(final_path, out),
                           stages=records, paired_latency=paired)
+    teacher = _read_json(out / TEACHER_DIR / "teacher.json")
+    if teacher is not None and getattr(recipe.teacher, "train", None) is not None \
+            and teacher.get("fingerprint") == _teacher_fingerprint(recipe):
+        report["teacher"] = {k: v for k, v in teacher.items() if k not in ("fingerprint", "status")}
     write_report(report, out / "report.json")
     return report

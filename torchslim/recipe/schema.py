@@ -7,7 +7,8 @@ the field, and says what is allowed.
 model: lenet300                 # zoo name | {zoo, kwargs} | {artifact: PATH} | {import_path: "pkg.mod:Class", kwargs}
 data: {dataset: mnist, holdout: 5000}
 baseline: dense                 # measure the baseline after this stage (default: the model as given)
-teacher: baseline               # optional: "baseline" or a model spec, for recipe-level distillation
+teacher: baseline               # optional: "baseline" or a model spec, for recipe-level distillation;
+                                # {zoo: lenet5, train: {epochs: 20, ...}} trains that teacher first (once, resumable)
 distill: {temperature: 4.0}     # optional: fields of the "distill" config; fine-tunes after the baseline use it
 measure: {latency_batch: 1, threads: 1, repeats: 50}
 stages:
@@ -26,8 +27,10 @@ from typing import Any
 
 from ..core.config import Config, config_class, registered_configs
 from ..core.errors import ConfigError
+from ..train import TrainConfig
 
-__all__ = ["Recipe", "Stage", "ModelSpec", "DataSpec", "MeasureSpec", "load_recipe", "parse_model_spec"]
+__all__ = ["Recipe", "Stage", "ModelSpec", "TeacherSpec", "DataSpec", "MeasureSpec", "load_recipe",
+           "parse_model_spec"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _TOP_KEYS = ("name", "model", "data", "baseline", "teacher", "distill", "measure", "seed", "stages")
@@ -60,6 +63,17 @@ class ModelSpec(Config):
                 raise ConfigError(f"model.artifact: no such file {self.artifact!r}; give the path of a saved artifact")
         if self.import_path is not None and ":" not in self.import_path:
             raise ConfigError(f"model.import_path: {self.import_path!r} must look like 'package.module:Class'")
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherSpec(ModelSpec):
+    """A teacher model spec; with ``train`` (the fields of a ``train`` stage)
+    the recipe trains it on the recipe's training split before the first
+    stage that distils, once: ``teacher/model.safetensors`` in the output
+    folder, reused while the teacher spec, data and seed are unchanged, and
+    resumed from its last epoch after a kill."""
+
+    train: TrainConfig | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +143,7 @@ class Recipe:
     stages: tuple[Stage, ...]
     measure: MeasureSpec = MeasureSpec()
     baseline: int = -1  # index of the stage after which the baseline is measured; -1: the model as given
-    teacher: ModelSpec | str | None = None  # "baseline" or a model spec
+    teacher: ModelSpec | str | None = None  # "baseline" or a (Teacher)spec
     distill: Config | None = None
     seed: int = 0
     name: str = "recipe"
@@ -177,7 +191,7 @@ class Recipe:
                     raise ConfigError("teacher: 'baseline' needs a trained baseline: set baseline: <stage> or load "
                                       "model: {artifact: ...}")
             else:
-                teacher = parse_model_spec(teacher, "teacher")
+                teacher = parse_model_spec(teacher, "teacher", cls=TeacherSpec)
         distill = None
         if raw.get("distill") is not None:
             if teacher is None:
@@ -207,7 +221,7 @@ def _section(cls: type[Config], value: Any, where: str) -> Config:
         raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
 
 
-def parse_model_spec(value: Any, where: str = "model") -> ModelSpec:
+def parse_model_spec(value: Any, where: str = "model", cls: type[ModelSpec] = ModelSpec) -> ModelSpec:
     """A model spec from its shorthand (a string) or its mapping."""
     if isinstance(value, str):
         from ..zoo.models import model_names
@@ -218,7 +232,7 @@ def parse_model_spec(value: Any, where: str = "model") -> ModelSpec:
             value = {"import_path": value}
         else:
             value = {"artifact": value}
-    return _section(ModelSpec, value, where)
+    return _section(cls, value, where)
 
 
 def _parse_stages(items: Any) -> tuple[Stage, ...]:
