@@ -19,6 +19,14 @@ benchmarks.common, trained once and cached): prune to 50% of the MACs
   at least 1.67x faster than the dense one at batch 1 and at batch 32
   (``structured(target="latency")``; the slower batch size decides), then
   to the MAC target if the MACs are still above it;
+- ``torchslim+greedy``: the same blocks out as ``torchslim+blocks``, then
+  ``structured(target="latency", allocation="greedy", mac_ratio=0.5)``: one
+  channel group narrowed a step (to a multiple of 8 or 16) at a time, each
+  step the one that saves the most ONNX Runtime time (batch 1 and 32, plus
+  MACs while above the MAC target) per unit of first-order Taylor importance
+  lost, until the model has lost 50% of its MACs AND ONNX Runtime runs it at
+  least 1.67x faster than the dense one at both batch sizes (confirmed with
+  alternating pairs; GREEDY_TARGET); NetAdapt-style (Yang et al. 2018);
 - ``torch-pruning``: Torch-Pruning's MetaPruner (GroupMagnitudeImportance
   p=2, the same round_to, its ratio bisected to the same MAC target, MACs
   counted by the same profiler);
@@ -92,11 +100,15 @@ FINETUNE = {
 }
 IMAGE = (1, 28, 28)
 TOOLS = ("torchslim", "torchslim+blocks", "torchslim+blocks+lat", "torchslim+lat-target", "torchslim+lat-target+kd",
-         "torch-pruning", "torch-pruning+kd")
+         "torchslim+greedy+kd", "torch-pruning", "torch-pruning+kd")
 KD_CONFIG = dict(temperature=4.0, alpha=0.7)  # the "+kd" fine-tunes: soft targets from the dense model
 # TORCHSLIM_BENCH_TOOLS=a,b: run only these tools of the CNN parts and merge them into the part's saved JSON
 ONLY_TOOLS = [t.strip() for t in os.environ.get("TORCHSLIM_BENCH_TOOLS", "").split(",") if t.strip()]
 LATENCY_TARGET = 0.4  # torchslim+lat-target: remove 40% of the latency (1.67x; a margin over 1.6x for noise)
+# torchslim+greedy+kd: its latency target (1.67x, as torchslim+lat-target) and its block floor
+GREEDY_TARGET = float(os.environ.get("TORCHSLIM_BENCH_GREEDY_TARGET", 0.4))
+GREEDY_STEPS = tuple(int(v) for v in os.environ.get("TORCHSLIM_BENCH_GREEDY_STEPS", "8,16").split(","))
+GREEDY_BLOCKS_KEEP = float(os.environ.get("TORCHSLIM_BENCH_GREEDY_BLOCKS_KEEP", BLOCKS_KEEP_AT_LEAST))
 ORT_ROUND_TO = 16  # channel multiple of torchslim+lat-target: ONNX Runtime's NCHWc block on AVX-512 CPUs
 
 
@@ -328,6 +340,24 @@ def _latency_target(base, ex, calib):
     return p
 
 
+def _greedy(base, ex, calib):
+    """Blocks out (``_remove_blocks``), then the measured greedy allocation
+    (ONNX Runtime, batch 1 and 32) to the latency target and the MAC target."""
+    from torchslim.analysis.latency import time_fn
+
+    m, removed = _remove_blocks(base, ex, calib, GREEDY_BLOCKS_KEEP)
+    sets = [_image_inputs(1), _image_inputs(32)]
+    p = structured(m, ex, ratio=GREEDY_TARGET, target="latency", allocation="greedy", mac_ratio=MAC_TARGET,
+                   importance="taylor", calib_data=calib, reference=base, greedy_steps=GREEDY_STEPS,
+                   time_fn=time_fn(sets, runtime="onnxruntime", threads=THREADS, repeats=[200, 12], warmup=10),
+                   latency_fn=speedup_fn(sets, runtime="onnxruntime", threads=THREADS, repeats=40, reduce="min"))
+    g = p.torchslim_structured["greedy"]
+    p.torchslim_greedy = {"blocks_removed": removed, "greedy_steps": len(g["steps"]),
+                          "search_confirmed_speedup": g["confirmed_speedup"],
+                          "groups": p.torchslim_structured["groups"]}
+    return p
+
+
 def bench_cnn(name: str) -> dict:
     base, info = baseline(name, progress=False)
     base.eval()
@@ -350,6 +380,7 @@ def bench_cnn(name: str) -> dict:
                                          lambda m: {"blocks_removed": m.torchslim_blocks["removed"],
                                                     "latency_weights": m.torchslim_structured["latency_weights"]}),
         "torchslim+lat-target": lambda: (_latency_target(base, ex, calib), lambda m: m.torchslim_latency_target),
+        "torchslim+greedy+kd": lambda: (_greedy(base, ex, calib), lambda m: m.torchslim_greedy),
         "torch-pruning": lambda: _tp(base, ex, name),
     }
     makers["torchslim+lat-target+kd"] = makers["torchslim+lat-target"]

@@ -221,4 +221,40 @@ def speedup_fn(input_sets, *, runtime: str = "torch", threads: int | None = None
     return measure_ort
 
 
-__all__ = ["latency", "compare_latency", "speedup_fn", "RUNTIMES"]
+def _as_runnable(model: nn.Module, runtime: str, threads: int | None, example: tuple, tmp: str):
+    if runtime == "torch":
+        return model
+    from ..export import OrtModel, to_onnx
+
+    return OrtModel(to_onnx(model.eval(), f"{tmp}/m.onnx", example), threads=threads or torch.get_num_threads())
+
+
+def time_fn(input_sets, *, runtime: str = "torch", threads: int | None = None, repeats: int | list[int] = 30,
+            warmup: int = 5) -> Callable[[nn.Module], list[float]]:
+    """``fn(model) -> [ms per input set]``: the fastest of ``repeats`` timed
+    calls of ``model`` on each input set (the minimum is the estimate least
+    disturbed by other work on the machine; for ranking many candidates, where
+    ``speedup_fn``'s alternating pairs would cost twice the calls). With
+    ``runtime="onnxruntime"`` the model is exported to float ONNX first and an
+    ONNX Runtime session at ``threads`` is timed. ``repeats`` may give one
+    count per input set (more for the fast small batches)."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime {runtime!r} is unknown; use one of {list(RUNTIMES)}")
+    sets = [tuple(x) if isinstance(x, (tuple, list)) else (x,) for x in input_sets]
+    if not sets:
+        raise ConfigError("time_fn needs at least one input set")
+    reps = [int(repeats)] * len(sets) if isinstance(repeats, int) else [int(r) for r in repeats]
+    if len(reps) != len(sets):
+        raise ConfigError(f"time_fn: {len(reps)} repeat counts for {len(sets)} input sets")
+
+    def measure(model: nn.Module) -> list[float]:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            run = _as_runnable(model, runtime, threads, sets[0], tmp)
+            return [latency(run, x, warmup=warmup, repeats=r, threads=threads)["min_ms"] for x, r in zip(sets, reps)]
+
+    return measure
+
+
+__all__ = ["latency", "compare_latency", "speedup_fn", "time_fn", "RUNTIMES"]

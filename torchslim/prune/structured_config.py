@@ -24,7 +24,10 @@ __all__ = ["StructuredConfig"]
 class StructuredConfig(Config):
     """Remove ``ratio`` of the channels / params / MACs / measured latency
     (``target``), ranking channels by ``importance``; ``allocation: latency``
-    scales each group's cut by its measured time saved per MAC. Latency is
+    scales each group's cut by its measured time saved per MAC;
+    ``allocation: greedy`` (``target: latency``) narrows one group a step at a
+    time, each step chosen by timing every candidate (NetAdapt-style), until
+    the latency target and ``mac_ratio`` (if set) are met. Latency is
     measured in ``latency_runtime`` (eager ``torch`` or ``onnxruntime``) at
     ``latency_threads`` threads on random inputs of each of
     ``latency_batch_sizes`` (the slowest decides). ``recalibrate_bn``: that many
@@ -36,7 +39,9 @@ class StructuredConfig(Config):
 
     ratio: float = 0.5
     target: Literal["channels", "params", "macs", "latency"] = "macs"
-    allocation: Literal["uniform", "latency"] = "uniform"
+    allocation: Literal["uniform", "latency", "greedy"] = "uniform"
+    mac_ratio: float | None = None
+    greedy_steps: tuple[int, ...] = (8, 16)
     latency_runtime: Literal["torch", "onnxruntime"] = "torch"
     latency_batch_sizes: tuple[int, ...] = (1,)
     latency_threads: int | None = None
@@ -53,11 +58,20 @@ class StructuredConfig(Config):
     def validate(self) -> None:
         if not 0.0 <= self.ratio < 1.0:
             raise ConfigError(f"StructuredConfig.ratio must be in [0, 1), got {self.ratio}")
+        if self.allocation == "greedy" and self.target != "latency":
+            raise ConfigError(f"StructuredConfig.allocation 'greedy' searches measured latency: set target: latency "
+                              f"(got {self.target!r}) and mac_ratio for a MAC reduction as well")
+        if self.mac_ratio is not None and (self.allocation != "greedy" or not 0.0 <= self.mac_ratio < 1.0):
+            raise ConfigError("StructuredConfig.mac_ratio must be in [0, 1) and is used with allocation: greedy "
+                              f"only (got {self.mac_ratio} with allocation {self.allocation!r})")
         if self.round_to is not None and self.round_to < 1:
             raise ConfigError(f"StructuredConfig.round_to must be a positive integer or null, got {self.round_to}")
         if not self.latency_batch_sizes or any(b < 1 for b in self.latency_batch_sizes):
             raise ConfigError(f"StructuredConfig.latency_batch_sizes must list positive batch sizes, "
                               f"got {list(self.latency_batch_sizes)}")
+        if not self.greedy_steps or any(s < 1 for s in self.greedy_steps):
+            raise ConfigError(f"StructuredConfig.greedy_steps must list positive channel multiples, "
+                              f"got {list(self.greedy_steps)}")
         if self.latency_threads is not None and self.latency_threads < 1:
             raise ConfigError(f"StructuredConfig.latency_threads must be a positive integer or null, "
                               f"got {self.latency_threads}")
@@ -112,13 +126,16 @@ def _apply_structured(model: nn.Module, cfg: StructuredConfig, ctx) -> nn.Module
         model = remove_blocks(model, inputs, count=cfg.blocks, calib_data=getattr(ctx, "calib_data", None),
                               scope=cfg.scope)
     latency = {}
-    if cfg.target == "latency" or cfg.allocation == "latency":
-        from ..analysis.latency import speedup_fn
+    if cfg.target == "latency" or cfg.allocation != "uniform":
+        from ..analysis.latency import speedup_fn, time_fn
 
         sets = [_batch_of(inputs, b) for b in cfg.latency_batch_sizes]
         latency = dict(allocation=cfg.allocation, latency_inputs=sets, threads=cfg.latency_threads,
                        latency_fn=speedup_fn(sets, runtime=cfg.latency_runtime, threads=cfg.latency_threads,
                                              reduce="min" if cfg.target == "latency" else "mean"))
+        if cfg.allocation == "greedy":
+            latency.update(mac_ratio=cfg.mac_ratio, greedy_steps=tuple(cfg.greedy_steps),
+                           time_fn=time_fn(sets, runtime=cfg.latency_runtime, threads=cfg.latency_threads))
     pruned = structured(model, inputs, ratio=cfg.ratio, target=cfg.target, importance=cfg.importance,
                         scope=cfg.scope, round_to=cfg.round_to, best_effort=cfg.best_effort,
                         calib_data=getattr(ctx, "calib_data", None), **latency)

@@ -20,6 +20,11 @@ MAC it removes, relative to the other groups), so channels whose MACs are
 slow (memory-bound depthwise and high-resolution layers, per-op overheads)
 go first; the common fraction is still searched to meet the target.
 
+With ``allocation="greedy"`` (``target="latency"`` only) there is no common
+fraction: ``structured_greedy.greedy_keep`` narrows one group a step at a
+time, each step chosen by timing every candidate on the target runtime
+(NetAdapt-style), until the latency target, and ``mac_ratio`` if given, are met.
+
 The result is an ordinary, smaller ``nn.Module`` with the same output shape;
 ``torchslim.save`` records the new layer shapes, ``torchslim.load`` rebuilds it.
 """
@@ -41,7 +46,7 @@ from .structured_importance import group_importance
 __all__ = ["structured", "structured_plan", "StructuredPlan", "count_cost", "latency_weights"]
 
 TARGETS = ("channels", "params", "macs", "latency")
-ALLOCATIONS = ("uniform", "latency")
+ALLOCATIONS = ("uniform", "latency", "greedy")
 MAX_GROUP_RATIO = 0.9  # with latency weights no group loses more than this fraction of its channels
 
 
@@ -187,7 +192,9 @@ def latency_weights(plan: StructuredPlan, latency_inputs, *, fraction: float = 0
 def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: str = "channels",
                importance: str = "l2", scope: Scope | None = None, round_to: int | None = None,
                best_effort: bool = False, calib_data=None, allocation: str = "uniform",
-               latency_inputs=None, latency_fn=None, threads: int | None = None) -> nn.Module:
+               latency_inputs=None, latency_fn=None, threads: int | None = None, time_fn=None,
+               mac_ratio: float | None = None, reference: nn.Module | None = None,
+               greedy_steps: tuple[int, ...] = (8, 16)) -> nn.Module:
     """Return a smaller copy of ``model`` with channels, neurons and attention
     heads physically removed (the original is not changed).
 
@@ -209,9 +216,24 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
       ``"latency"`` (fractions scaled by ``latency_weights``: measured on
       ``latency_inputs``, a list of input tuples, default
       ``[example_inputs]``, at ``threads``; or by ``latency_fn``).
+      ``"greedy"`` (with ``target="latency"``: one group one step narrower at
+      a time, each step the one that saves the most measured time, and MACs
+      while ``mac_ratio`` is not met, per unit of importance lost; timed by
+      ``time_fn``, confirmed by ``latency_fn``; see ``structured_greedy``).
     latency_fn: ``fn(dense, candidate) -> speedup`` replaces the default
       measurement (eager PyTorch, ``compare_latency`` at ``threads``), e.g. to
       time ONNX Runtime exports of both.
+    time_fn: ``fn(model) -> [ms per input set]`` for the greedy allocation
+      (default: ``torchslim.analysis.latency.time_fn`` on ``latency_inputs``,
+      eager PyTorch at ``threads``).
+    mac_ratio: with ``allocation="greedy"``, also remove at least this fraction
+      of the MACs.
+    reference: with ``allocation="greedy"``, the model speedups are measured
+      against (default: ``model``; e.g. the dense model when ``model`` already
+      had blocks removed).
+    greedy_steps: channel multiples a greedy step narrows a group to (they
+      take the place of ``round_to``; for ONNX Runtime on AVX-512 use (16,):
+      it pads channels to its 16-wide NCHWc blocks, so other cuts save no time).
 
     Models torch.fx cannot trace (Hugging Face BERT-style encoders) fall back
     to module-pattern rules with a warning: attention heads and MLP hidden
@@ -225,6 +247,12 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
         raise ConfigError(f"round_to must be a positive integer or None, got {round_to}")
     if allocation not in ALLOCATIONS:
         raise ConfigError(f"allocation {allocation!r} is unknown; use one of {list(ALLOCATIONS)}")
+    if allocation == "greedy" and target != "latency":
+        raise ConfigError(f"allocation='greedy' searches measured latency: use target='latency' (got {target!r}); "
+                          "add mac_ratio=... to also require a MAC reduction")
+    if mac_ratio is not None and allocation != "greedy":
+        raise ConfigError("mac_ratio is a constraint of allocation='greedy'; with another allocation use "
+                          "target='macs'")
     example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     _check_plain(model)
     work = copy.deepcopy(model)
@@ -237,8 +265,19 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
     if allocation == "latency":
         plan.weights = latency_weights(plan, inputs, threads=threads, latency_fn=latency_fn)
     keep = plan.keep_counts(ratio)
-    achieved = None
-    if target == "latency" and ratio > 0:
+    achieved, greedy = None, None
+    if allocation == "greedy" and ratio > 0:
+        from ..analysis.latency import speedup_fn
+        from ..analysis.latency import time_fn as make_time_fn
+        from .structured_greedy import greedy_keep
+
+        timer = time_fn or make_time_fn(inputs, threads=threads)
+        confirm = latency_fn or speedup_fn(inputs, threads=threads, reduce="min")
+        keep, greedy = greedy_keep(plan, example_inputs, time_fn=timer, confirm_fn=confirm, latency_ratio=ratio,
+                                   mac_ratio=mac_ratio, reference=reference, steps=greedy_steps)
+        sp = greedy["confirmed_speedup"] or min(greedy["measured_speedup"])
+        achieved = 1.0 - 1.0 / sp
+    elif target == "latency" and ratio > 0:
         from ..analysis.latency import speedup_fn
 
         speed = latency_fn or speedup_fn(inputs, threads=threads, reduce="min")
@@ -251,6 +290,7 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
         "importance": importance, "method": plan.graph.method, "notes": list(plan.graph.notes),
         "allocation": allocation,
         "latency_weights": ({g.name: plan.weights[g.id] for g in plan.groups} if plan.weights else None),
+        "greedy": greedy,
         "groups": [{"name": g.name, "kind": g.kind, "before": g.size, "after": keep[g.id]} for g in plan.groups],
     }
     return pruned
