@@ -183,6 +183,16 @@ def compare_latency(a: Callable, b: Callable, example_inputs, *, threads: int | 
 RUNTIMES = ("torch", "onnxruntime")
 
 
+def _as_runnable(model: nn.Module, runtime: str, threads: int | None, example: tuple, path: str):
+    """``model`` itself (``"torch"``), or an ONNX Runtime session of its float
+    export written to ``path`` (``"onnxruntime"``)."""
+    if runtime == "torch":
+        return model
+    from ..export import OrtModel, to_onnx
+
+    return OrtModel(to_onnx(model.eval(), path, example), threads=threads or torch.get_num_threads())
+
+
 def speedup_fn(input_sets, *, runtime: str = "torch", threads: int | None = None, repeats: int = 30,
                reduce: str = "min") -> Callable[[nn.Module, nn.Module], float]:
     """``fn(dense, candidate) -> speedup`` for latency-driven searches:
@@ -210,23 +220,11 @@ def speedup_fn(input_sets, *, runtime: str = "torch", threads: int | None = None
     def measure_ort(dense, cand) -> float:
         import tempfile
 
-        from ..export import OrtModel, to_onnx
-
-        n = threads or torch.get_num_threads()
         with tempfile.TemporaryDirectory() as tmp:
-            a = OrtModel(to_onnx(dense.eval(), f"{tmp}/a.onnx", sets[0]), threads=n)
-            b = OrtModel(to_onnx(cand.eval(), f"{tmp}/b.onnx", sets[0]), threads=n)
-            return measure(a, b)
+            return measure(_as_runnable(dense, runtime, threads, sets[0], f"{tmp}/a.onnx"),
+                           _as_runnable(cand, runtime, threads, sets[0], f"{tmp}/b.onnx"))
 
     return measure_ort
-
-
-def _as_runnable(model: nn.Module, runtime: str, threads: int | None, example: tuple, tmp: str):
-    if runtime == "torch":
-        return model
-    from ..export import OrtModel, to_onnx
-
-    return OrtModel(to_onnx(model.eval(), f"{tmp}/m.onnx", example), threads=threads or torch.get_num_threads())
 
 
 def time_fn(input_sets, *, runtime: str = "torch", threads: int | None = None, repeats: int | list[int] = 30,
@@ -251,7 +249,7 @@ def time_fn(input_sets, *, runtime: str = "torch", threads: int | None = None, r
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            run = _as_runnable(model, runtime, threads, sets[0], tmp)
+            run = _as_runnable(model, runtime, threads, sets[0], f"{tmp}/m.onnx")
             return [latency(run, x, warmup=warmup, repeats=r, threads=threads)["min_ms"] for x, r in zip(sets, reps)]
 
     return measure

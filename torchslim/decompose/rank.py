@@ -93,25 +93,13 @@ def module_macs(module: nn.Module, in_hw: tuple[int, int] | None = None) -> int:
     raise TypeError(f"module_macs: unsupported module {type(module).__name__}")
 
 
-@torch.no_grad()
 def input_sizes(model: nn.Module, example_inputs: tuple, names: Iterable[str]) -> dict[str, tuple[int, int]]:
     """Spatial input size (H, W) of each named Conv2d for ``example_inputs``."""
-    sizes: dict[str, tuple[int, int]] = {}
+    from ..core.hooks import layer_inputs
+
     modules = dict(model.named_modules())
-    handles = []
-    for n in names:
-        if isinstance(modules.get(n), nn.Conv2d):
-            handles.append(modules[n].register_forward_pre_hook(
-                (lambda name: lambda m, inp: sizes.__setitem__(name, tuple(inp[0].shape[-2:])))(n)))
-    was = model.training
-    model.eval()
-    try:
-        model(*example_inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    return sizes
+    convs = [n for n in names if isinstance(modules.get(n), nn.Conv2d)]
+    return layer_inputs(model, convs, example_inputs, keep=lambda x: tuple(x.shape[-2:]))
 
 
 def sensitivity_keeps(model: nn.Module, names: Sequence[str], build: Callable[[nn.Module, float], nn.Module | None],

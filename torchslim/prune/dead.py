@@ -168,24 +168,11 @@ def _bias_of(layer: nn.Module) -> torch.Tensor | None:
     return b if isinstance(b, torch.Tensor) else None
 
 
-@torch.no_grad()
 def _reader_inputs(model: nn.Module, readers: list[str], example_inputs) -> dict[str, torch.Tensor]:
     """The input each reader layer sees on ``example_inputs`` (eval mode)."""
-    mods = dict(model.named_modules())
-    seen, hooks = {}, []
-    for name in readers:
-        hooks.append(mods[name].register_forward_pre_hook(
-            lambda mod, args, name=name: seen.__setitem__(name, args[0].detach().clone())))
-    was_training = model.training
-    model.eval()
-    try:
-        inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-        model(*inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return seen
+    from ..core.hooks import layer_inputs
+
+    return layer_inputs(model, readers, example_inputs)
 
 
 def _constants(x: torch.Tensor, units: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:

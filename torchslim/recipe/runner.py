@@ -68,6 +68,10 @@ def _jsonable(value: Any) -> Any:
         return None
 
 
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _fingerprints(recipe: Recipe) -> tuple[str, list[str]]:
     """(baseline fingerprint, per-stage fingerprints): each covers everything
     that can change the model up to that point."""
@@ -78,16 +82,13 @@ def _fingerprints(recipe: Recipe) -> tuple[str, list[str]]:
     tail = {"teacher": d.get("teacher"), "distill": recipe.distill.changed() if recipe.distill is not None else None}
     d["stages"] = [{"name": s.name, "kind": s.kind, **s.config.changed()} for s in recipe.stages]
 
-    def h(obj) -> str:
-        return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
     fps = []
     for i in range(len(recipe.stages)):
         obj = {**head, "stages": d["stages"][: i + 1]}
         if i > recipe.baseline:
             obj.update(tail)
-        fps.append(h(obj))
-    base = fps[recipe.baseline] if recipe.baseline >= 0 else h(head)
+        fps.append(_hash(obj))
+    base = fps[recipe.baseline] if recipe.baseline >= 0 else _hash(head)
     return base, fps
 
 
@@ -229,6 +230,8 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
         ctx.stage_out = sdir
         ctx.loss_fn, ctx.teacher = None, None
         if st.index > recipe.baseline:
+            # a fresh copy per stage (trained at most once, then read from disk): a stage's distillation
+            # loss may tap the teacher's layers with hooks, which must not carry over to the next stage
             ctx.teacher = _teacher(recipe, out, ctx, progress)
             if recipe.distill is not None:
                 from ..distill import make_loss
@@ -301,8 +304,7 @@ def _teacher(recipe: Recipe, out: Path, ctx=None, progress: bool = False):
 
 def _teacher_fingerprint(recipe: Recipe) -> str:
     d = recipe.to_dict()
-    obj = {"teacher": d["teacher"], "data": d["data"], "seed": d["seed"]}
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    return _hash({"teacher": d["teacher"], "data": d["data"], "seed": d["seed"]})
 
 
 def _trained_teacher(recipe: Recipe, out: Path, ctx, progress: bool):

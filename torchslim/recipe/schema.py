@@ -143,7 +143,7 @@ class Recipe:
     stages: tuple[Stage, ...]
     measure: MeasureSpec = MeasureSpec()
     baseline: int = -1  # index of the stage after which the baseline is measured; -1: the model as given
-    teacher: ModelSpec | str | None = None  # "baseline" or a (Teacher)spec
+    teacher: ModelSpec | str | None = None  # "baseline" or a TeacherSpec
     distill: Config | None = None
     seed: int = 0
     name: str = "recipe"
