@@ -1,0 +1,3 @@
+"""Helpers for testing torchslim on models it did not write: a suite of
+Hugging Face ``transformers`` architectures built from small configs,
+offline, with random weights."""
