@@ -2,12 +2,14 @@
 ops the analysis cannot follow (never a silently wrong model)."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
 
 from torchslim.core.errors import ModelError
-from torchslim.graph import build_dependency_graph, register_rule, register_surgery, slice_tensors
+from torchslim.graph import build_dependency_graph, prune_groups, register_rule, register_surgery, slice_tensors
 from torchslim.prune import structured
 from torchslim.zoo import build_model
 
@@ -39,9 +41,10 @@ def test_flatten_repeat_and_vit_heads():
     proj = next(mem for mem in heads[0].members if mem.module.endswith("proj"))
     assert (proj.axis, proj.repeat) == (1, 16)
     # the residual stream couples the patch embedding, every block's output and the position
-    # embedding, a bare parameter the artifact cannot resize: the stream stays whole
+    # embedding (a bare parameter of the model: sliced with the stream, recorded by the artifact)
     stream = next(g for g in _groups(v, (torch.rand(1, 1, 28, 28),)) if "patch_embed" in g.producers)
-    assert any("pos_embed" in r for r in stream.frozen)
+    assert any(mem.tensor == "pos_embed" and mem.axis == 2 for mem in stream.members)
+    assert stream.prunable and not stream.exact  # LayerNorms normalise over the stream
     assert {"blocks.0.attn.proj", "blocks.3.mlp.fc2"} <= set(stream.producers)
 
 
@@ -57,19 +60,42 @@ class Cumsum(nn.Module):
         return self.c3(torch.relu(self.c2(y)))
 
 
+def test_op_that_mixes_channels_freezes_them_naming_it():
+    m = Cumsum().eval()
+    x = (torch.rand(2, 1, 8, 8),)
+    g = next(g for g in _groups(m, x) if g.producers == ["c1"])
+    assert any("cumsum" in r for r in g.frozen)
+    p = structured(m, x, ratio=0.5)
+    assert p.c1.out_channels == 8 and p.c2.in_channels == 8  # frozen behind the op
+    assert p.c2.out_channels == 4  # the other group is pruned
+    assert p(*x).shape == m(*x).shape
+
+
+class Shuffle(nn.Module):
+    """pixel_shuffle moves channels into space: no rule follows it."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(2, 4, 3, padding=1)
+        self.c3 = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.c3(torch.relu(self.c2(nn.functional.pixel_shuffle(self.c1(x), 2))))
+
+
 def test_unsupported_op_raises_naming_it():
-    m = Cumsum()
-    with pytest.raises(ModelError, match=r"cumsum.*cumsum|best_effort"):
-        structured(m, (torch.rand(1, 1, 8, 8),), ratio=0.5)
+    with pytest.raises(ModelError, match=r"pixel_shuffle.*best_effort"):
+        structured(Shuffle(), (torch.rand(1, 1, 8, 8),), ratio=0.5)
 
 
 def test_best_effort_leaves_group_whole_and_warns():
-    m = Cumsum().eval()
+    m = Shuffle().eval()
     x = (torch.rand(2, 1, 8, 8),)
-    with pytest.warns(UserWarning, match="cumsum"):
+    with pytest.warns(UserWarning, match="pixel_shuffle"):
         p = structured(m, x, ratio=0.5, best_effort=True)
-    assert p.c1.out_channels == 8 and p.c2.in_channels == 8  # frozen behind the op
-    assert p.c2.out_channels == 4  # the other group is pruned
+    assert p.c1.out_channels == 8 and p.c2.in_channels == 2  # frozen behind the op
+    assert p.c2.out_channels == 2  # the other group is pruned
     assert p(*x).shape == m(*x).shape
 
 
@@ -84,19 +110,36 @@ class Upsampler(nn.Module):
         return self.c2(self.up(self.c1(x)))
 
 
-def test_unknown_layer_error_names_module_and_type():
+def test_upsampling_keeps_channels():
+    m = Upsampler().eval()
+    x = (torch.rand(2, 1, 8, 8),)
+    p = structured(m, x, ratio=0.5)
+    assert p.c1.out_channels == 4 and p.c2.in_channels == 4
+    assert p(*x).shape == m(*x).shape
+
+
+def test_unknown_layer_error_names_module_and_type_on_fx_path():
+    from torchslim.graph.deps import DependencyGraph, _trace_graph
+
+    g = DependencyGraph(Upsampler())
     with pytest.raises(ModelError, match=r"Upsample at 'up'"):
-        structured(Upsampler(), (torch.rand(1, 1, 8, 8),), ratio=0.5)
+        _trace_graph(Upsampler(), (torch.rand(1, 1, 8, 8),), g)
 
 
-def test_grouped_conv_is_frozen_and_model_stays_correct():
+def test_grouped_conv_prunes_whole_groups_exactly():
+    torch.manual_seed(0)
     m = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.Conv2d(8, 16, 1),
                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3)).eval()
-    gs = _groups(m, (torch.rand(1, 1, 9, 9),))
-    frozen = {tuple(g.producers): g.frozen for g in gs}
-    assert any("grouped convolution" in r for r in frozen[("0",)])
-    p = structured(m, (torch.rand(1, 1, 9, 9),), ratio=0.5)
-    assert p[0].out_channels == 8 and p[2].out_channels == 8 and p[3].out_channels == 8
+    x = (torch.rand(2, 1, 9, 9),)
+    gs = _groups(m, x)
+    g = next(g for g in gs if "0" in g.producers)
+    assert g.size == 2 and g.prunable  # the two conv groups are the units
+    # make group 1 (input channels 4..7 and output channels 4..7 of the grouped conv) dead
+    with torch.no_grad():
+        m[3].weight[:, 4:] = 0
+    p = prune_groups(copy.deepcopy(m), [g], {g.id: torch.tensor([1])})
+    assert p[0].out_channels == 4 and p[2].groups == 1 and p[2].in_channels == 4 and p[2].out_channels == 4
+    assert torch.allclose(p(*x), m(*x), atol=1e-6)
 
 
 def test_untraceable_model_without_pattern():

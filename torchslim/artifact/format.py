@@ -50,6 +50,9 @@ def arch_of(model: nn.Module, arch: dict | None = None) -> dict:
     if found is not None:
         return found
     cls = type(model)
+    if cls.__module__.startswith("transformers.") and hasattr(getattr(model, "config", None), "to_dict"):
+        # a Hugging Face model: its class and config rebuild it (no weights are fetched)
+        return {"hf": {"class": f"{cls.__module__}:{cls.__qualname__}", "config": _json_config(model.config)}}
     if cls.__module__ == "__main__":
         raise ModelError(
             f"{cls.__qualname__} is defined in __main__, so a loader cannot import it; move the class into a "
@@ -59,7 +62,50 @@ def arch_of(model: nn.Module, arch: dict | None = None) -> dict:
     return {"class": f"{cls.__module__}:{cls.__qualname__}", "kwargs": kwargs}
 
 
+def _json_config(config) -> dict:
+    d = config.to_dict()
+    return json.loads(json.dumps(d, default=str))
+
+
+def _build_hf(spec: dict, where: str) -> nn.Module:
+    """A Hugging Face model from its config (random init; the artifact's
+    weights are loaded afterwards). ``spec``: ``config`` and either ``class``
+    (``module:Class``) or ``auto`` (an ``AutoModel*`` name)."""
+    try:
+        import transformers
+        from transformers import AutoConfig
+    except ImportError:
+        raise ArtifactError(f"{where}: the model is a Hugging Face model; install transformers "
+                            "(pip install 'torchslim[minilm]')") from None
+    cfg = dict(spec.get("config") or {})
+    model_type = cfg.pop("model_type", None)
+    if not model_type:
+        raise ArtifactError(f"{where}: the Hugging Face config has no model_type; re-save the model")
+    try:
+        config = AutoConfig.for_model(model_type, **cfg)
+    except (ValueError, KeyError) as e:
+        raise ArtifactError(f"{where}: transformers {transformers.__version__} cannot build a {model_type!r} "
+                            f"config ({e}); install the transformers version the model was saved with") from None
+    if "class" in spec:
+        mod_name, _, qual = spec["class"].partition(":")
+        try:
+            cls: Any = getattr(importlib.import_module(mod_name), qual)
+        except (ImportError, AttributeError) as e:
+            raise ArtifactError(f"{where}: cannot import {spec['class']!r} ({e}); install the transformers version "
+                                "the model was saved with") from None
+        model = cls._from_config(config) if hasattr(cls, "_from_config") else cls(config)
+    else:
+        auto = getattr(transformers, spec.get("auto") or "AutoModel", None)
+        if auto is None:
+            raise ArtifactError(f"{where}: transformers has no {spec.get('auto')!r}")
+        model = auto.from_config(config)
+    model.torchslim_arch = {"hf": spec}
+    return model
+
+
 def build_arch(arch: dict, where: str = "artifact") -> nn.Module:
+    if "hf" in arch:
+        return _build_hf(arch["hf"], where)
     kwargs = dict(arch.get("kwargs") or {})
     if "zoo" in arch:
         from ..zoo.models import build_model
@@ -84,7 +130,7 @@ def build_arch(arch: dict, where: str = "artifact") -> nn.Module:
             ) from None
         model.torchslim_arch = arch
         return model
-    raise ArtifactError(f"{where}: metadata names no architecture ('zoo' or 'class')")
+    raise ArtifactError(f"{where}: metadata names no architecture ('zoo', 'class' or 'hf')")
 
 
 def _plus_zero(t: torch.Tensor) -> torch.Tensor:
@@ -127,6 +173,22 @@ def _permanent_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+def _aliases(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """Names whose tensor is the same storage as an earlier name's (tied
+    input and output embeddings): stored once, restored under both names."""
+    seen: dict[tuple, str] = {}
+    out = {}
+    for name, t in state.items():
+        if t.numel() == 0:
+            continue
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        if key in seen:
+            out[name] = seen[key]
+        else:
+            seen[key] = name
+    return out
+
+
 def _checksum(stored: dict[str, torch.Tensor], meta_json: str) -> str:
     h = hashlib.sha256()
     h.update(meta_json.encode())
@@ -147,8 +209,11 @@ def save(model: nn.Module, path: str | os.PathLike, *, arch: dict | None = None,
     path = Path(path)
     arch_d = arch_of(model, arch)
     state = _permanent_state(model)
+    aliases = _aliases(state)
     records, stored = {}, {}
     for name, t in state.items():
+        if name in aliases:
+            continue
         rec, parts = tensors.encode(name, t, sparse=sparse, fp16=fp16)
         records[name] = rec
         stored.update(parts)
@@ -157,6 +222,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, arch: dict | None = None,
         "arch": arch_d, "structure": specs.record_structure(model), "tensors": records,
         "user": metadata or {},
     }
+    if aliases:
+        meta["aliases"] = aliases
     meta_json = json.dumps(meta, sort_keys=True)
     header = {"torchslim": meta_json, "checksum": _checksum(stored, meta_json)}
     atomic_write_bytes(path, st_save(stored, metadata=header))
@@ -214,6 +281,8 @@ def load(path: str | os.PathLike, *, strict: bool = True) -> nn.Module:
     if _checksum(stored, meta["_raw"]) != meta["_checksum"]:
         raise ArtifactError(f"{path}: checksum mismatch, the file is corrupted; re-create or re-download it")
     state = {name: tensors.decode(name, rec, stored, str(path)) for name, rec in meta["tensors"].items()}
+    for alias, target in (meta.get("aliases") or {}).items():
+        state[alias] = state[target]
     return rebuild(meta["arch"], meta.get("structure", {}), state, str(path), strict=strict, user=meta.get("user", {}))
 
 

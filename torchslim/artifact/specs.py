@@ -173,13 +173,60 @@ def set_submodule(model: nn.Module, path: str, new: nn.Module) -> None:
         setattr(parent, leaf, new)
 
 
+def generic_spec(module: nn.Module) -> dict | None:
+    """For a layer of a type with no registered spec that structural pruning
+    resized (``torchslim_attrs``, set by the surgery): the shapes of its own
+    tensors and the size attributes that were changed; ``load`` patches a
+    fresh instance with them."""
+    marked = getattr(module, "torchslim_attrs", None)
+    if marked is None:
+        return None
+    attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(module).items()
+             if not k.startswith("_") and k != "torchslim_attrs" and _plain_size(v)}
+    tensors = {n: list(t.shape) for n, t in list(module._parameters.items()) + list(module._buffers.items())
+               if t is not None}
+    return {"type": type_key(plain_type(module)), "generic": {"attrs": attrs, "tensors": tensors}}
+
+
+def _plain_size(v) -> bool:
+    """An int, or a tuple of ints (a subclass of a known layer keeps its
+    sizes in such attributes: ``normalized_shape``, ``groups``...)."""
+    if type(v) is int:
+        return True
+    return isinstance(v, tuple) and all(type(x) is int for x in v)
+
+
+def _patch_generic(module: nn.Module, spec: dict, where: str) -> None:
+    import torch
+
+    g = spec["generic"]
+    for n, shape in g.get("tensors", {}).items():
+        if n in module._parameters and module._parameters[n] is not None:
+            old = module._parameters[n]
+            if list(old.shape) != shape:
+                module._parameters[n] = nn.Parameter(torch.zeros(shape, dtype=old.dtype), requires_grad=old.requires_grad)
+        elif n in module._buffers and module._buffers[n] is not None:
+            old = module._buffers[n]
+            if list(old.shape) != shape:
+                module._buffers[n] = torch.zeros(shape, dtype=old.dtype)
+        else:
+            raise ArtifactError(f"{where}: layer {type(module).__name__} has no tensor {n!r} to resize; the artifact "
+                                "was saved from another version of the model's code")
+    for k, v in g.get("attrs", {}).items():
+        setattr(module, k, tuple(v) if isinstance(v, list) else v)
+    module.torchslim_attrs = {}
+
+
 def record_structure(model: nn.Module) -> dict[str, dict]:
-    """Specs of every module of a known type, by qualified name."""
+    """Specs of every module of a known type, and of resized modules of
+    other types (``generic_spec``), by qualified name."""
     out: dict[str, dict] = {}
     for name, module in model.named_modules():
-        if not name or "parametrizations" in name.split("."):
+        if "parametrizations" in name.split("."):
             continue
-        s = spec_of(module)
+        s = spec_of(module) if name else None
+        if s is None:
+            s = generic_spec(module)
         if s is not None:
             out[name] = s
     return out
@@ -192,6 +239,12 @@ def apply_structure(model: nn.Module, structure: dict[str, Any], where: str = "a
     for name in sorted(structure, key=lambda n: n.count(".")):
         spec = structure[name]
         cur = _get(model, name)
+        if "generic" in spec:
+            if cur is None or type_key(plain_type(cur)) != spec.get("type"):
+                raise ArtifactError(f"{where}: layer {name!r} is not a {spec.get('type')} in the rebuilt model; "
+                                    "load with the model code the artifact was saved from")
+            _patch_generic(cur, spec, f"{where}: layer {name!r}")
+            continue
         if cur is not None and spec_of(cur) == spec:
             continue
         if cur is not None and type_key(type(cur)) == spec.get("type") and patch_from_spec(cur, spec):

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from ..core.errors import ModelError
 
 __all__ = ["Member", "Group", "DependencyGraph", "build_dependency_graph", "register_rule",
-           "register_function_rule", "Seg", "Annot"]
+           "register_function_rule", "Seg", "Annot", "Site"]
 
 
 # ------------------------------------------------------------------ data model
@@ -67,6 +67,8 @@ class Group:
     members: list[Member]
     frozen: list[str]  # reasons the group must stay whole (empty: prunable)
     observe: list[tuple[str, int, int, int]]  # (consumer module, input dim, offset, repeat)
+    root: int = -1  # the channel space of the graph this group is (for size sites)
+    exact: bool = True  # False: a norm over the channel axis (LayerNorm) sees fewer channels after pruning
 
     @property
     def prunable(self) -> bool:
@@ -96,6 +98,22 @@ class _Space:
     kind: str
     parent: int
     frozen: list[str]
+    parts: list[int] | None = None  # refined into consecutive sub-spaces (a fused QKV split in three)
+    part_sizes: list[int] | None = None
+    exact: bool = True
+
+
+@dataclasses.dataclass
+class Site:
+    """A size constant the traced code used on a tracked axis (``view(..., 12,
+    64)``, ``split(768)``): the model read it from a module attribute, which
+    must follow the pruned width. ``segs`` lay out the axis; ``module`` is the
+    innermost module whose code ran the op."""
+    node: str
+    op: str
+    module: str
+    value: int
+    segs: list["Seg"]
 
 
 @dataclasses.dataclass
@@ -124,12 +142,87 @@ class DependencyGraph:
     def __init__(self, model: nn.Module, *, best_effort: bool = False, method: str = "fx"):
         self.model = model
         self.best_effort = best_effort
-        self.method = method  # "fx" (traced graph) or "patterns" (module-pattern rules)
+        self.method = method  # "export" (aten graph), "fx" (traced graph) or "patterns" (module-pattern rules)
         self._spaces: list[_Space] = []
         self._members: list[tuple[int, Member]] = []
         self._observe: list[tuple[int, tuple[str, int, int, int]]] = []
+        self.sites: list[Site] = []
         self.warnings: list[str] = []
         self.notes: list[str] = []
+
+    # --- layouts that change after the fact (aten walk): a space can be
+    # coarsened (its channels grouped in blocks: head_dim rows make a head) or
+    # refined (split into consecutive parts: a fused QKV projection)
+    def size(self, sid: int) -> int:
+        return self._spaces[self.find(sid)].size
+
+    def resolve(self, sid: int | None, entries: int) -> list["Seg"]:
+        """The current segments of an axis stretch that ``sid`` laid out over
+        ``entries`` positions when it was recorded."""
+        if sid is None:
+            return [Seg(None, entries, 1)]
+        r = self.find(sid)
+        sp = self._spaces[r]
+        if sp.parts:
+            rep = entries // sum(sp.part_sizes)
+            return [s for p, n in zip(sp.parts, sp.part_sizes) for s in self.resolve(p, n * rep)]
+        return [Seg(r, sp.size, entries // sp.size)]
+
+    def current(self, segs: list["Seg"]) -> list["Seg"]:
+        return [x for s in segs for x in self.resolve(s.space, s.count * s.repeat)]
+
+    def _rewrite(self, root: int, fn) -> None:
+        """Replace every member/observe entry of ``root`` by ``fn(sid, entry) -> [(sid, entry)]``."""
+        self._members = [y for sid, m in self._members
+                         for y in (fn(sid, m) if self.find(sid) == root else [(sid, m)])]
+        self._observe = [y for sid, o in self._observe
+                         for y in (fn(sid, o) if self.find(sid) == root else [(sid, o)])]
+
+    def coarsen(self, sid: int, factor: int, kind: str | None = None) -> int:
+        """Group the channels of ``sid``'s space in consecutive blocks of
+        ``factor``: they can then only be removed together."""
+        r = self.find(sid)
+        sp = self._spaces[r]
+        if factor == 1:
+            return r
+        if sp.parts or sp.size % factor:
+            raise ValueError(f"cannot coarsen a space of {sp.size} channels by {factor}")
+        sp.size //= factor
+        if kind:
+            sp.kind = kind
+
+        def scale(s, e):
+            if isinstance(e, Member):
+                return [(s, dataclasses.replace(e, repeat=e.repeat * factor))]
+            return [(s, (e[0], e[1], e[2], e[3] * factor))]
+        self._rewrite(r, scale)
+        return r
+
+    def refine(self, sid: int, sizes: list[int]) -> list[int]:
+        """Split ``sid``'s space into consecutive parts of ``sizes`` channels."""
+        r = self.find(sid)
+        sp = self._spaces[r]
+        if sum(sizes) != sp.size or sp.parts:
+            raise ValueError(f"cannot split a space of {sp.size} channels into {sizes}")
+        parts, starts, acc = [], [], 0
+        for n in sizes:
+            p = self.new_space(n, sp.kind)
+            self._spaces[p].frozen = list(sp.frozen)
+            self._spaces[p].exact = sp.exact
+            parts.append(p)
+            starts.append(acc)
+            acc += n
+
+        def split(s, e):
+            if isinstance(e, Member):
+                return [(p, dataclasses.replace(e, offset=e.offset + st * e.repeat)) for p, st in zip(parts, starts)]
+            return [(p, (e[0], e[1], e[2] + st * e[3], e[3])) for p, st in zip(parts, starts)]
+        self._rewrite(r, split)
+        sp.parts, sp.part_sizes = parts, list(sizes)
+        return parts
+
+    def inexact(self, sid: int) -> None:
+        self._spaces[self.find(sid)].exact = False
 
     # --- spaces
     def new_space(self, size: int, kind: str) -> int:
@@ -153,13 +246,18 @@ class DependencyGraph:
             self.freeze(rb, "coupled with a channel space of another size")
             return ra
         sb.parent = ra
-        sa.frozen += sb.frozen
+        sa.frozen += [f for f in sb.frozen if f not in sa.frozen]
+        sa.exact = sa.exact and sb.exact
         if sa.kind != sb.kind and "heads" in (sa.kind, sb.kind):
             sa.kind = "heads"
         return ra
 
     def freeze(self, sid: int, reason: str) -> None:
         r = self._spaces[self.find(sid)]
+        if r.parts:
+            for p in r.parts:
+                self.freeze(p, reason)
+            return
         if reason not in r.frozen:
             r.frozen.append(reason)
 
@@ -208,17 +306,22 @@ class DependencyGraph:
         by_root: dict[int, Group] = {}
         for sid, sp in enumerate(self._spaces):
             r = self.find(sid)
-            if r not in by_root:
+            if r not in by_root and not self._spaces[r].parts:
                 root = self._spaces[r]
-                by_root[r] = Group(r, root.size, root.kind, [], list(root.frozen), [])
+                by_root[r] = Group(r, root.size, root.kind, [], list(root.frozen), [], root=r, exact=root.exact)
         for sid, m in self._members:
-            by_root[self.find(sid)].members.append(m)
+            if self.find(sid) in by_root:
+                by_root[self.find(sid)].members.append(m)
         for sid, o in self._observe:
-            by_root[self.find(sid)].observe.append(o)
+            if self.find(sid) in by_root:
+                by_root[self.find(sid)].observe.append(o)
         out = [g for g in by_root.values() if any(m.role == "out" for m in g.members)]
         for i, g in enumerate(sorted(out, key=lambda g: g.id)):
             g.id = i
         return sorted(out, key=lambda g: g.id)
+
+    def root_of(self, sid: int) -> int:
+        return self.find(sid)
 
 
 # ------------------------------------------------------------------ rule tables
@@ -681,17 +784,51 @@ def _trace_graph(model: nn.Module, example_inputs: tuple, g: DependencyGraph) ->
         env[node] = rule(g, node, list(args), kwargs, None)
 
 
-def build_dependency_graph(model: nn.Module, example_inputs: tuple, *, best_effort: bool = False) -> DependencyGraph:
-    """The channel groups of ``model``, found from its traced graph (torch.fx).
+_BUILTIN_RULES = frozenset(_MODULE_RULES)
 
-    When torch.fx cannot trace the model (Hugging Face models have
-    data-dependent control flow), the module-pattern rules of
-    ``torchslim.graph.patterns`` are used instead: they know whole transformer
-    blocks (attention heads, MLP hidden units) and leave everything else
-    unpruned; ``graph.method`` says which path was taken."""
+
+def _user_rules(model: nn.Module) -> list[str]:
+    """Layer types in ``model`` with a rule registered by the user (those
+    are honoured by the fx walk, which keeps such layers whole)."""
+    return sorted({type(m).__name__ for m in model.modules()
+                   if _module_rule(m) is not None and not any(k in _BUILTIN_RULES for k in type(m).__mro__)})
+
+
+def build_dependency_graph(model: nn.Module, example_inputs: tuple, *, best_effort: bool = False,
+                           method: str = "auto") -> DependencyGraph:
+    """The channel groups of ``model``.
+
+    ``method="auto"`` runs the model with ``torch.export`` (non-strict: its
+    Python runs on the example inputs) and walks the ATen ops it executed
+    (``graph.aten``); that follows Hugging Face models, ``*args`` signatures,
+    computed view sizes and tuple outputs. A model that holds layers with a
+    user-registered rule (``register_rule``), or that torch.export cannot run,
+    is walked on its torch.fx graph; when torch.fx cannot trace it either,
+    the module-pattern rules of ``torchslim.graph.patterns`` are used: they
+    know whole transformer blocks (attention heads, MLP hidden units) and
+    leave everything else unpruned. ``graph.method`` says which path was taken
+    (``"export"``, ``"fx"``, ``"patterns"``)."""
     from .patterns import pattern_groups
     from .trace import TraceError
 
+    example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    if method not in ("auto", "export", "fx"):
+        raise ValueError(f"method must be 'auto', 'export' or 'fx', got {method!r}")
+    export_error = None
+    if method == "export" or (method == "auto" and not _user_rules(model)):
+        from .aten import walk_exported
+        from .export import export_graph
+
+        try:
+            eg = export_graph(model, example_inputs)
+        except TraceError as e:
+            if method == "export":
+                raise
+            export_error = e
+        else:
+            g = DependencyGraph(model, best_effort=best_effort, method="export")
+            walk_exported(g, eg)
+            return g
     g = DependencyGraph(model, best_effort=best_effort)
     try:
         _trace_graph(model, example_inputs, g)
@@ -701,7 +838,8 @@ def build_dependency_graph(model: nn.Module, example_inputs: tuple, *, best_effo
             raise ModelError(
                 f"{e}; and no module-pattern rule matches its blocks. Make the model traceable "
                 "(torch.fx.symbolic_trace) or register a pattern with torchslim.graph.register_pattern") from None
-        g.notes.append(f"torch.fx could not trace the model ({str(e)[:120]}); used module-pattern rules: "
+        why = f"{export_error}; " if export_error is not None else ""
+        g.notes.append(f"{why}torch.fx could not trace the model ({str(e)[:120]}); used module-pattern rules: "
                        "attention heads and MLP hidden units of transformer blocks only")
         warnings.warn(g.notes[-1], stacklevel=2)
     return g

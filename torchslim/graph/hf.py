@@ -1,7 +1,9 @@
-"""Hugging Face attention layers after head pruning: the surgery that updates
-their head-count attributes and the artifact spec that records them, so
-``torchslim.load`` rebuilds a pruned MiniLM/BERT. transformers is imported only
-when such a model is met (``register_specs``), or when an artifact names one."""
+"""Hugging Face layers: GPT-2's ``Conv1D`` (a Linear with its weight stored
+(in, out)) gets a surgery and an artifact spec; BERT-style attention layers
+pruned through the module patterns get their head-count attributes updated
+and recorded, so ``torchslim.load`` rebuilds a pruned MiniLM/BERT.
+transformers is imported only when such a model is met (``register_specs``),
+or when an artifact names one."""
 from __future__ import annotations
 
 import torch.nn as nn
@@ -25,11 +27,39 @@ def _fix_after(m: nn.Module) -> None:
     m.num_attention_heads = m.all_head_size // m.attention_head_size
 
 
+def _conv1d_surgery(m: nn.Module, keeps) -> None:
+    from .surgery import slice_tensors
+
+    slice_tensors(m, keeps)
+    m.nx, m.nf = m.weight.shape
+
+
+_BASE_DONE = False
+
+
+def _register_base() -> None:
+    global _BASE_DONE
+    if _BASE_DONE:
+        return
+    _BASE_DONE = True
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover - transformers is installed with torchslim[minilm]
+        return
+    from ..artifact.specs import register_module_spec
+    from .surgery import register_surgery
+
+    register_surgery(Conv1D, _conv1d_surgery)
+    register_module_spec(Conv1D, lambda m: {"nf": int(m.nf), "nx": int(m.nx)}, lambda s: Conv1D(s["nf"], s["nx"]))
+
+
 def register_specs(cls: type | None = None) -> None:
-    """Register the artifact spec (with a ``patch``) for HF self-attention classes."""
+    """Register the Hugging Face layer types torchslim knows (``Conv1D``) and
+    the artifact spec (with a ``patch``) for HF self-attention classes."""
     from ..artifact.specs import register_module_spec
     from .surgery import register_fixup
 
+    _register_base()
     classes = [cls] if cls is not None else []
     if cls is None:
         try:

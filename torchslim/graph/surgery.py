@@ -16,7 +16,7 @@ import torch.nn as nn
 from ..core.errors import ModelError
 from .deps import Group
 
-__all__ = ["register_surgery", "register_fixup", "slice_tensors", "prune_groups"]
+__all__ = ["register_surgery", "register_fixup", "slice_tensors", "prune_groups", "surgery_for"]
 
 Keeps = dict[str, dict[int, torch.Tensor]]
 _SURGERY: dict[type, Callable[[nn.Module, Keeps], None]] = {}
@@ -49,16 +49,17 @@ def slice_tensors(module: nn.Module, keeps: Keeps) -> None:
             module._buffers[tname] = t.clone()
         else:
             raise ModelError(f"{type(module).__name__} has no parameter or buffer {tname!r} to slice")
+    if keeps and "torchslim_attrs" not in vars(module):
+        module.torchslim_attrs = {}  # the artifact records resized layers of unregistered types
 
 
 def _conv(m: nn.modules.conv._ConvNd, keeps: Keeps) -> None:
-    depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+    per_group_out = m.out_channels // m.groups
     slice_tensors(m, keeps)
     m.out_channels = m.weight.shape[0]
-    if depthwise:
-        m.groups = m.in_channels = m.out_channels
-    else:
-        m.in_channels = m.weight.shape[1] * m.groups
+    if m.groups > 1:  # whole groups are removed (depthwise: one channel each)
+        m.groups = m.out_channels // per_group_out
+    m.in_channels = m.weight.shape[1] * m.groups
 
 
 def _linear(m: nn.Linear, keeps: Keeps) -> None:
@@ -77,24 +78,100 @@ def _ln(m: nn.LayerNorm, keeps: Keeps) -> None:
     m.normalized_shape = (m.weight.shape[0],)
 
 
+def _embedding(m: nn.Embedding, keeps: Keeps) -> None:
+    slice_tensors(m, keeps)
+    m.num_embeddings, m.embedding_dim = m.weight.shape
+
+
+def _group_norm(m: nn.GroupNorm, keeps: Keeps) -> None:
+    per_group = m.num_channels // m.num_groups
+    slice_tensors(m, keeps)
+    m.num_channels = m.weight.shape[0] if m.weight is not None else m.num_channels
+    m.num_groups = m.num_channels // per_group
+
+
 for _c in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
     register_surgery(_c, _conv)
 register_surgery(nn.Linear, _linear)
 for _c in (nn.BatchNorm1d, nn.BatchNorm2d):
     register_surgery(_c, _bn)
 register_surgery(nn.LayerNorm, _ln)
+register_surgery(nn.Embedding, _embedding)
+register_surgery(nn.GroupNorm, _group_norm)
+
+
+def _generic(m: nn.Module, keeps: Keeps) -> None:
+    """A layer type with no registered surgery: slice its tensors, update the
+    integer size attributes that held a sliced axis' old length (``nf`` of a
+    GPT-2 Conv1D), and mark it so the artifact records its new shapes."""
+    old = {t: getattr(m, t).shape for t in keeps}
+    slice_tensors(m, keeps)
+    from .verify import _NOT_SIZE, SIZE_ATTR
+
+    sizes: dict[int, set[int]] = defaultdict(set)
+    for t, axes in keeps.items():
+        for axis in axes:
+            sizes[old[t][axis]].add(getattr(m, t).shape[axis])
+    # only unambiguous ones: one new length per old length, and an old length no
+    # unsliced axis also has (else which attribute holds which is a guess; the
+    # dead-channel check then tells)
+    unsliced = {n for t in old for a, n in enumerate(old[t]) if a not in keeps[t]}
+    rec = dict(getattr(m, "torchslim_attrs", {}))
+    for name, v in list(vars(m).items()):
+        if (type(v) is int and len(sizes.get(v, ())) == 1 and v not in unsliced and SIZE_ATTR.search(name)
+                and not _NOT_SIZE.search(name)):
+            new = next(iter(sizes[v]))
+            setattr(m, name, new)
+            rec[name] = new
+    m.torchslim_attrs = rec
+
+
+def _shared_tensors(model: nn.Module) -> list[list[tuple[str, str]]]:
+    """Parameters held by several modules (tied input/output embeddings)."""
+    owners: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for mname, m in model.named_modules(remove_duplicate=False):
+        for pname, p in m._parameters.items():
+            if p is not None:
+                owners[id(p)].append((mname, pname))
+    return [v for v in owners.values() if len({x[0] for x in v}) > 1]
+
+
+def _retie(model: nn.Module, shared: list[list[tuple[str, str]]], keeps: dict) -> None:
+    """Give every holder of a tied parameter the sliced one (and fix its sizes)."""
+    for holders in shared:
+        cut = [h for h in holders if h[1] in keeps.get(h[0], {})]
+        if not cut:
+            continue
+        new = model.get_submodule(cut[0][0])._parameters[cut[0][1]]
+        for mname, pname in holders:
+            m = model.get_submodule(mname)
+            if m._parameters[pname] is not new:
+                m._parameters[pname] = new
+                _surgery_for(m)(m, {})
 
 
 def _surgery_for(m: nn.Module) -> Callable[[nn.Module, Keeps], None]:
+    if type(m).__module__.startswith("transformers."):
+        from . import hf
+
+        hf._register_base()
     for klass in type(m).__mro__:
         if klass in _SURGERY:
             return _SURGERY[klass]
-    return slice_tensors  # bare parameters read directly by a forward (e.g. a position embedding)
+    return _generic  # bare parameters read directly by a forward (a position embedding), unknown layers
 
 
-def prune_groups(model: nn.Module, groups: list[Group], remove: dict[int, torch.Tensor]) -> nn.Module:
+def surgery_for(m: nn.Module) -> Callable[[nn.Module, Keeps], None]:
+    """The slicing function for ``m``'s layer type (registered, or the generic one)."""
+    return _surgery_for(m)
+
+
+def prune_groups(model: nn.Module, groups: list[Group], remove: dict[int, torch.Tensor],
+                 graph=None) -> nn.Module:
     """Remove channels ``remove[group.id]`` (indices into the group) from
-    ``model`` in place, slicing every coupled tensor once."""
+    ``model`` in place, slicing every coupled tensor once; with the
+    dependency ``graph``, also update the size attributes its code reads
+    (``graph.verify.fix_size_attributes``)."""
     removed_pos: dict[tuple[str, str, int], list[torch.Tensor]] = defaultdict(list)
     for g in groups:
         rem = remove.get(g.id)
@@ -107,6 +184,7 @@ def prune_groups(model: nn.Module, groups: list[Group], remove: dict[int, torch.
             raise ModelError(f"channel group {g.name}: cannot remove all {g.size} channels; keep at least one")
         for mem in g.members:
             removed_pos[(mem.module, mem.tensor, mem.axis)].append(g.indices(mem, rem))
+    shared = _shared_tensors(model)
     keeps: dict[str, Keeps] = defaultdict(dict)
     for (mod, tname, axis), pos in removed_pos.items():
         t = getattr(model.get_submodule(mod), tname)
@@ -116,6 +194,11 @@ def prune_groups(model: nn.Module, groups: list[Group], remove: dict[int, torch.
     for mod, k in keeps.items():
         m = model.get_submodule(mod)
         _surgery_for(m)(m, k)
+    _retie(model, shared, keeps)
+    if graph is not None:
+        from .verify import fix_size_attributes
+
+        fix_size_attributes(model, graph, groups, remove)
     for m in model.modules():
         fix = _FIXUPS.get(type(m))
         if fix is not None:

@@ -116,7 +116,7 @@ class StructuredPlan:
         """Prune a copy (or the model itself) keeping ``keep[group.id]`` channels
         per group, or the channel fraction ``1 - keep`` if a float is given."""
         model = self.model if inplace else copy.deepcopy(self.model)
-        return prune_groups(model, self.groups, self.removal(keep))
+        return prune_groups(model, self.groups, self.removal(keep), graph=self.graph)
 
 
 def _check_plain(model: nn.Module) -> None:
@@ -149,7 +149,63 @@ def structured_plan(model: nn.Module, example_inputs: tuple, *, importance: str 
             groups.append(g)
     notes: list[str] = graph.notes
     scores = group_importance(model, groups, importance, calib_data=calib_data, loss_fn=loss_fn, notes=notes)
+    groups = _verified(model, graph, groups, scores, example_inputs)
     return StructuredPlan(model, graph, groups, scores, round_to)
+
+
+def _half(groups: list[Group], scores: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """The least important half of every group (at least one channel)."""
+    out = {}
+    for g in groups:
+        k = max(1, g.size // 2)
+        out[g.id] = torch.sort(torch.argsort(scores[g.id], stable=True)[:k]).values
+    return out
+
+
+def _check(model: nn.Module, graph: DependencyGraph, groups: list[Group], removal: dict[int, torch.Tensor],
+           inputs: tuple) -> str | None:
+    """Why pruning ``removal`` does not give the dead-channel model, or None.
+    Groups with a norm over their channels (inexact) must still run and keep
+    the output shapes."""
+    from ..graph.verify import dead_reference, outputs_match
+
+    try:
+        pruned = prune_groups(copy.deepcopy(model), groups, removal, graph=graph)
+    except Exception as e:  # a surgery that cannot be done is a failed check
+        return f"surgery fails: {type(e).__name__}: {e}"
+    exact = [g for g in groups if g.exact]
+    ref = dead_reference(model, exact, removal)
+    if len(exact) < len(groups):  # compare shapes only, against the unpruned model
+        msg = outputs_match(model, pruned, inputs, rtol=float("inf"))
+        if msg is not None or len(exact) == 0:
+            return msg
+        ref = dead_reference(model, exact, {g.id: removal[g.id] for g in exact})
+        pruned = prune_groups(copy.deepcopy(model), exact, {g.id: removal[g.id] for g in exact}, graph=graph)
+    return outputs_match(ref, pruned, inputs)
+
+
+def _verified(model: nn.Module, graph: DependencyGraph, groups: list[Group], scores: dict[int, torch.Tensor],
+              inputs: tuple) -> list[Group]:
+    """Prune half of every group on a copy and compare with the dead-channel
+    reference; groups whose pruning changes what the model computes are left
+    out with a warning (a size the model reads that could not be updated, a
+    coupling the analysis missed)."""
+    if not groups:
+        return groups
+    removal = _half(groups, scores)
+    if _check(model, graph, groups, removal, inputs) is None:
+        return groups
+    bad = []
+    for g in groups:
+        msg = _check(model, graph, [g], {g.id: removal[g.id]}, inputs)
+        if msg is not None:
+            bad.append(g)
+            w = (f"channel group {g.name}: pruning it changes what the model computes ({msg}); left unpruned. "
+                 "If the model reads this width from an attribute or its config at run time, register a fixup "
+                 "(torchslim.graph.register_fixup)")
+            graph.warnings.append(w)
+            warnings.warn(w, stacklevel=3)
+    return [g for g in groups if g not in bad]
 
 
 def latency_weights(plan: StructuredPlan, latency_inputs, *, fraction: float = 0.5, threads: int | None = None,

@@ -106,7 +106,8 @@ def _vit():
 
 @_reg("deit", "vit")
 def _deit():
-    return _model("AutoModelForImageClassification", _cfg("deit", "DeiTConfig", **_VIT)), _image_inputs()
+    c = _cfg("deit", "DeiTConfig", architectures=["DeiTForImageClassification"], **_VIT)
+    return _model("AutoModelForImageClassification", c), _image_inputs()
 
 
 @_reg("dinov2", "vit")
@@ -151,7 +152,7 @@ def _distilbert():
 @_reg("gpt2", "decoder")
 def _gpt2():
     c = _cfg("gpt2", "GPT2Config", vocab_size=512, n_embd=128, n_layer=2, n_head=4, n_positions=128)
-    return _model("AutoModelForCausalLM", c), _text_inputs(512)
+    return _model("AutoModelForCausalLM", c), _text_inputs(512, mask=False)
 
 
 _LLAMA = dict(vocab_size=512, hidden_size=128, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
@@ -160,24 +161,24 @@ _LLAMA = dict(vocab_size=512, hidden_size=128, num_hidden_layers=2, num_attentio
 
 @_reg("llama", "decoder")
 def _llama():
-    return _model("AutoModelForCausalLM", _cfg("llama", "LlamaConfig", **_LLAMA)), _text_inputs(512)
+    return _model("AutoModelForCausalLM", _cfg("llama", "LlamaConfig", **_LLAMA)), _text_inputs(512, mask=False)
 
 
 @_reg("qwen2", "decoder")
 def _qwen2():
-    return _model("AutoModelForCausalLM", _cfg("qwen2", "Qwen2Config", **_LLAMA)), _text_inputs(512)
+    return _model("AutoModelForCausalLM", _cfg("qwen2", "Qwen2Config", **_LLAMA)), _text_inputs(512, mask=False)
 
 
 @_reg("mistral", "decoder")
 def _mistral():
-    return _model("AutoModelForCausalLM", _cfg("mistral", "MistralConfig", **_LLAMA)), _text_inputs(512)
+    return _model("AutoModelForCausalLM", _cfg("mistral", "MistralConfig", **_LLAMA)), _text_inputs(512, mask=False)
 
 
 @_reg("opt", "decoder")
 def _opt():
     c = _cfg("opt", "OPTConfig", vocab_size=512, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
              ffn_dim=512, max_position_embeddings=128, word_embed_proj_dim=128)
-    return _model("AutoModelForCausalLM", c), _text_inputs(512)
+    return _model("AutoModelForCausalLM", c), _text_inputs(512, mask=False)
 
 
 SUITE: tuple[str, ...] = tuple(_BUILDERS)
@@ -189,7 +190,9 @@ def family(name: str) -> str:
 
 def build(name: str) -> tuple[nn.Module, tuple]:
     """A freshly initialised (seed 0) model of the named architecture, in eval
-    mode, and example inputs (batch 2)."""
+    mode, and example inputs (batch 2) for ``model(*inputs)``: pixels for
+    vision models, ``(input_ids, attention_mask)`` for encoders, ``(input_ids,)``
+    for decoders (their second positional argument is the cache)."""
     if name not in _BUILDERS:
         raise KeyError(f"unknown suite model {name!r}; known: {list(SUITE)}")
     return _BUILDERS[name][1]()
