@@ -267,7 +267,7 @@ def _as_annot(g: DependencyGraph, v, node_in: fx.Node, out_rank: int, dim: int, 
     if d < 0 or s[d] == 1:
         return None
     if isinstance(v, Annot):
-        return Annot(v.dim + out_rank - len(s), v.segs)
+        return Annot(v.dim + out_rank - len(s), v.segs, v.outer)
     if isinstance(v, PRef) and v.axes[d] is not None:
         return Annot(dim, [Seg(_param_space(g, v, d, s[d]), s[d])])
     return "fixed"
@@ -300,7 +300,7 @@ def _elementwise(g, node, args):
         return None
     first_raw, first = tracked[0]
     dim = first.dim + rank - _rank(first_raw)
-    res = Annot(dim, g.current(first.segs))
+    res = Annot(dim, g.current(first.segs), first.outer)
     why = f"{_op(node)} at {_where(node)}"
     for raw, v in ins:
         if v is first:
@@ -317,9 +317,12 @@ def _elementwise(g, node, args):
         if other.dim != dim:
             _unhandled(g, node, "combines channels tracked on different axes", [res, other])
             return None
+        if other.outer != res.outer:
+            _freeze(g, [res, other], f"{why} combines channels merged differently with other axes")
+            continue
         if not _align(g, res.segs, other.segs, f"{why} combines differently laid-out channels"):
             _freeze(g, [res, other], f"{why} combines differently laid-out channels")
-    return Annot(dim, g.current(res.segs))
+    return Annot(dim, g.current(res.segs), res.outer)
 
 
 def _where_op(g, node, args):  # where(cond, a, b)
@@ -354,6 +357,10 @@ def _produce(g: DependencyGraph, size: int, kind: str, outs: list[tuple[PRef, in
 
 def _consume(g: DependencyGraph, a: Annot, reads: list[tuple[PRef, int | None]], role: str = "in",
              observe: tuple[str, int] | None = None) -> None:
+    if a.outer != 1:  # the channels repeat along the axis with another axis folded in
+        _freeze(g, [a], f"{reads[0][0].module if reads and reads[0][0] else 'a layer'} reads channels merged "
+                "with another axis")
+        return
     off = 0
     for s in g.current(a.segs):
         if s.space is not None:
@@ -416,9 +423,9 @@ def _matmul(g, node, args):
         _freeze(g, [a, b], f"{why} sums over the channels")
         return None
     if isinstance(a, Annot):
-        res = Annot(a.dim + r - ra, a.segs)  # rows or a batch axis
+        res = Annot(a.dim + r - ra, a.segs, a.outer)  # rows or a batch axis
     if isinstance(b, Annot):
-        bb = Annot(b.dim + r - rb, b.segs)
+        bb = Annot(b.dim + r - rb, b.segs, b.outer)
         if res is None:
             res = bb
         elif res.dim == bb.dim:
@@ -434,7 +441,7 @@ def _matmul(g, node, args):
                 d = res.dim - (r - len(s))
                 if d >= 0 and s[d] != 1:
                     _freeze(g, [res], f"{why} pairs the channels with an untracked batch axis")
-    return Annot(res.dim, g.current(res.segs)) if res is not None else None
+    return Annot(res.dim, g.current(res.segs), res.outer) if res is not None else None
 
 
 def _conv(g, node, args):
@@ -558,10 +565,13 @@ def _sdpa(g, node, args):
         if isinstance(a, Annot) and a.dim + r - _rank(raw) != hd:
             _freeze(g, [q, k, v], f"{why} sees channels on another axis than the heads")
             return None
+    if any(isinstance(a, Annot) and a.outer != 1 for a in (q, k, v, mask)):
+        _freeze(g, [q, k, v, mask], f"{why} sees heads merged with another axis")
+        return None
     hq = _shape(node.args[0])[hd]
     kv = [a for a in (k, v) if isinstance(a, Annot)]
     if isinstance(q, Annot):
-        res = Annot(hd, g.current(q.segs))
+        res = Annot(hd, g.current(q.segs), q.outer)
     elif kv:
         res = None
     else:
@@ -573,7 +583,7 @@ def _sdpa(g, node, args):
         elif not _align(g, res.segs, up, why):
             _freeze(g, [res, a], why + " pairs differently laid-out heads")
     if isinstance(mask, Annot) and res is not None:
-        m = Annot(mask.dim + r - _rank(node.args[3]), mask.segs)
+        m = Annot(mask.dim + r - _rank(node.args[3]), mask.segs, mask.outer)
         if m.dim != hd or not _align(g, res.segs, m.segs, why):
             _freeze(g, [res, mask], why + " has a per-channel mask on another axis")
     elif isinstance(mask, PRef) and res is not None:
@@ -590,7 +600,7 @@ def _sdpa(g, node, args):
             _freeze(g, [res], why + " has a per-head mask")
     if not isinstance(q, Annot) or any(not isinstance(a, Annot) for a in (k, v)):
         _freeze(g, [res], why + " pairs tracked heads with fixed ones")
-    return Annot(hd, g.current(res.segs)) if res is not None else None
+    return Annot(hd, g.current(res.segs), res.outer) if res is not None else None
 
 
 # ------------------------------------------------------------------ rules: shapes
@@ -598,24 +608,34 @@ def _prod(xs) -> int:
     return int(math.prod(xs)) if xs else 1
 
 
-def _reshape_axis(src: tuple, dst: tuple, c: int) -> tuple[int, int] | None:
-    """Where axis ``c`` of ``src`` lands in ``dst``: (dst axis, its size), as
-    long as the axes before it keep their product (no interleaving)."""
-    pre = _prod(src[:c])
-    acc, d = 1, 0
-    while d < len(dst) and acc < pre:
-        acc *= dst[d]
-        d += 1
-    while d < len(dst) and dst[d] == 1 and src[c] != 1 and acc == pre:
-        d += 1  # inserted size-1 axes before the channel axis
-    if acc != pre or d >= len(dst):
-        return None
-    # the dst axis must cover whole channels of c or whole blocks within c
+def _locate(src: tuple, dst: tuple, c: int, entries: int) -> tuple[int, int, int] | None:
+    """Where the channel factor of axis ``c`` (``entries`` positions, each
+    covering the ``post`` = prod(src[c+1:]) positions after it) lands in
+    ``dst``: (dst axis, its positions per copy of the channels, copies along
+    the axis). Reshapes keep the row-major flat order, so the factor is the
+    flat-index digit range [post, post * entries); it must end inside one
+    dst axis and start on an axis boundary or inside that axis."""
     post = _prod(src[c + 1:])
-    tail = _prod(dst[d + 1:])
-    if dst[d] * tail != src[c] * post:
-        return None
-    return d, dst[d]
+    lo, hi = post, post * entries
+    stride = 1
+    for d in range(len(dst) - 1, -1, -1):
+        sd = stride
+        stride *= dst[d]
+        if not sd < hi <= stride:
+            continue
+        if stride % hi:
+            return None
+        copies = stride // hi
+        if sd <= lo:  # the whole factor is inside axis d
+            if lo % sd:
+                return None
+            return d, entries * (lo // sd), copies
+        if sd % lo:  # the factor is split between axis d and the axes after it
+            return None
+        if entries % (sd // lo):
+            return None
+        return d, entries // (sd // lo), copies
+    return None
 
 
 def _view(g, node, args):
@@ -626,29 +646,26 @@ def _view(g, node, args):
         for i, a in enumerate(x.axes):
             if a is None or src[i] == 1:
                 continue
-            hit = _reshape_axis(src, dst, i)
-            if hit is not None and hit[1] == src[i]:
+            hit = _locate(src, dst, i, src[i])
+            if hit is not None and hit[1] == src[i] and hit[2] == 1:
                 axes[hit[0]] = a
         return PRef(x.module, x.tensor, tuple(axes)) if any(a is not None for a in axes) else None
     if not isinstance(x, Annot):
         return None
-    hit = _reshape_axis(src, dst, x.dim)
+    entries = _entries(g.current(x.segs))
+    hit = _locate(src, dst, x.dim, entries)
     if hit is None:
         _unhandled(g, node, f"reshapes {list(src)} to {list(dst)}, interleaving the channels with other axes", [x])
         return None
-    d, size = hit
-    # positions of the channel axis after the reshape, in units of the source axis:
-    # dst[d] covers src[c] * (post / tail) ... expressed as a total over dst[d]
-    post, tail = _prod(src[x.dim + 1:]), _prod(dst[d + 1:])
-    if tail > post and tail % post:
-        _unhandled(g, node, f"reshapes {list(src)} to {list(dst)} across the channel axis", [x])
-        return None
+    d, size, copies = hit
     segs = _rescale(g, x.segs, size)
     if segs is None:
         _freeze(g, [x], f"{_op(node)} at {_where(node)} splits channels inside a block")
         return None
-    out = Annot(d, segs)
-    _site(g, node, out, _arg(node, 1, "size"), d)
+    # the source's own copies (an outer axis merged before) stay outside the channel factor
+    out = Annot(d, segs, copies)
+    if copies == 1:
+        _site(g, node, out, _arg(node, 1, "size"), d)
     return out
 
 
@@ -672,7 +689,7 @@ def _unsqueeze(g, node, args):
         return PRef(x.module, x.tensor, tuple(axes))
     if not isinstance(x, Annot):
         return None
-    return Annot(x.dim + (1 if d <= x.dim else 0), x.segs)
+    return Annot(x.dim + (1 if d <= x.dim else 0), x.segs, x.outer)
 
 
 def _squeeze(g, node, args):
@@ -683,7 +700,7 @@ def _squeeze(g, node, args):
     keep = [i for i, s in enumerate(src) if not (s == 1 and _squeezed(node, i, len(src)))]
     if isinstance(x, PRef):
         return PRef(x.module, x.tensor, tuple(x.axes[i] for i in keep))
-    return Annot(keep.index(x.dim), x.segs) if x.dim in keep else None
+    return Annot(keep.index(x.dim), x.segs, x.outer) if x.dim in keep else None
 
 
 def _squeezed(node, i, rank) -> bool:
@@ -703,7 +720,7 @@ def _expand(g, node, args):
                                                                 for i, a in enumerate(x.axes)))
     if not isinstance(x, Annot):
         return None
-    out = Annot(x.dim + pad, x.segs)
+    out = Annot(x.dim + pad, x.segs, x.outer)
     _site(g, node, out, _arg(node, 1, "size"), out.dim)
     return out
 
@@ -716,7 +733,7 @@ def _permute(g, node, args):
         return PRef(x.module, x.tensor, tuple(x.axes[d] for d in dims))
     if not isinstance(x, Annot):
         return None
-    return Annot(dims.index(x.dim), x.segs)
+    return Annot(dims.index(x.dim), x.segs, x.outer)
 
 
 def _transpose(g, node, args):
@@ -733,7 +750,7 @@ def _transpose(g, node, args):
         return PRef(x.module, x.tensor, tuple(axes))
     if not isinstance(x, Annot):
         return None
-    return Annot(swap.get(x.dim, x.dim), x.segs)
+    return Annot(swap.get(x.dim, x.dim), x.segs, x.outer)
 
 
 def _cat(g, node, args):
@@ -744,6 +761,9 @@ def _cat(g, node, args):
     why = f"cat at {_where(node)}"
     tracked = [v for v in vals if isinstance(v, Annot)]
     if not tracked:
+        return None
+    if any(v.outer != 1 for v in tracked):
+        _freeze(g, tracked, f"{why} joins channels merged with other axes")
         return None
     if all(v.dim == dim for v in tracked):  # channels side by side
         segs: list[Seg] = []
@@ -768,7 +788,7 @@ def _cat(g, node, args):
             continue
         if other == "fixed" or other.dim != cdim or not _align(g, res.segs, other.segs, why):
             _freeze(g, [res] + ([v] if isinstance(v, Annot) else []), why + " joins the channels with fixed ones")
-    return Annot(cdim, g.current(res.segs))
+    return Annot(cdim, g.current(res.segs), res.outer)
 
 
 def _split(g, node, args):
@@ -801,10 +821,10 @@ def _split(g, node, args):
         return [None] * len(sizes)
     if x.dim != dim:
         if op == "unbind":
-            return [Annot(x.dim - (1 if x.dim > dim else 0), x.segs)] * len(sizes)
+            return [Annot(x.dim - (1 if x.dim > dim else 0), x.segs, x.outer)] * len(sizes)
         return [x] * len(sizes)
-    if op == "unbind":
-        _freeze(g, [x], f"unbind at {_where(node)} takes channels one by one")
+    if op == "unbind" or x.outer != 1:
+        _freeze(g, [x], f"{op} at {_where(node)} takes channels apart")
         return [None] * len(sizes)
     bounds = list(itertools_acc(sizes))[:-1]
     pieces = _cut(g, x.segs, bounds)
@@ -861,7 +881,7 @@ def _select(g, node, args):
     if x.dim == dim:
         _freeze(g, [x], f"select at {_where(node)} takes one channel")
         return None
-    return Annot(x.dim - (1 if x.dim > dim else 0), x.segs)
+    return Annot(x.dim - (1 if x.dim > dim else 0), x.segs, x.outer)
 
 
 def _index(g, node, args):
@@ -884,7 +904,7 @@ def _index(g, node, args):
         _freeze(g, [x], f"index at {_where(node)} gathers channels")
         return None
     _ = src
-    return Annot(x.dim if x.dim < p else x.dim - 1 + k, x.segs)
+    return Annot(x.dim if x.dim < p else x.dim - 1 + k, x.segs, x.outer)
 
 
 def _index_select(g, node, args):
@@ -917,7 +937,7 @@ def _reduce(g, node, args):
     if x.dim in dims:
         _freeze(g, [x], f"{op} at {_where(node)} reduces over the channels")
         return None
-    return Annot(x.dim if keep else x.dim - sum(d < x.dim for d in dims), x.segs)
+    return Annot(x.dim if keep else x.dim - sum(d < x.dim for d in dims), x.segs, x.outer)
 
 
 def _softmax(g, node, args):
@@ -982,13 +1002,13 @@ def _stack(g, node, args):
     if not tracked:
         return None
     base = tracked[0]
-    res = Annot(base.dim + (1 if dim <= base.dim else 0), g.current(base.segs))
+    res = Annot(base.dim + (1 if dim <= base.dim else 0), g.current(base.segs), base.outer)
     for v in vals:
         if v is base:
             continue
         if not isinstance(v, Annot) or not _align(g, base.segs, v.segs, f"stack at {_where(node)}"):
             _freeze(g, [base] + ([v] if isinstance(v, Annot) else []), f"stack at {_where(node)} joins fixed channels")
-    return Annot(res.dim, g.current(res.segs))
+    return Annot(res.dim, g.current(res.segs), res.outer)
 
 
 def _ignore(g, node, args):

@@ -129,9 +129,12 @@ class Seg:
 
 @dataclasses.dataclass
 class Annot:
-    """Which axis of a tensor carries tracked channels and how they are laid out."""
+    """Which axis of a tensor carries tracked channels and how they are laid
+    out; ``outer`` copies of that layout follow each other along the axis
+    when a reshape merged the channels with an outer axis (the ATen walk)."""
     dim: int
     segs: list[Seg]
+    outer: int = 1
 
     def spaces(self) -> list[int]:
         return [s.space for s in self.segs if s.space is not None]
