@@ -9,12 +9,14 @@ Compression's LeNet-5 at 8% fc1 density leaves ~60 of fc1's 500 neurons so.
 can leave the units feeding it unused). The model's output is unchanged bit
 for bit: the removed values only ever met exactly-zero weights.
 
-Which layer reads which is found by ``torch.fx`` tracing: a prunable layer
-``A`` is linked to ``B`` when ``A``'s output reaches ``B`` and nothing else,
-through operations that keep channels apart (element-wise activations,
-dropout, pooling, batch norm, flatten into a Linear). Any other use of
-``A``'s output (a residual add, a concatenation, two readers) leaves ``A``
-untouched. Models that cannot be traced are left untouched as well.
+Which layer reads which is found on the executed graph when example inputs
+are given (``torchslim.graph.links``, the trace the dependency analysis
+uses), else by ``torch.fx`` tracing: a prunable layer ``A`` is linked to
+``B`` when ``A``'s output reaches ``B`` and nothing else, through operations
+that keep channels apart (element-wise activations, dropout, pooling, batch
+norm, flatten into a Linear). Any other use of ``A``'s output (a residual
+add, a concatenation, two readers) leaves ``A`` untouched. Models that cannot
+be traced are left untouched as well.
 
 ``remove_dead_units(model, example_inputs)`` goes further and removes units
 physically: a unit whose incoming weights are all zero outputs a constant
@@ -56,16 +58,26 @@ def _channels_in(layer: nn.Module) -> int:
     return layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
 
 
-def unit_links(model: nn.Module) -> dict[str, tuple[str, int]]:
+def unit_links(model: nn.Module, example_inputs=None) -> dict[str, tuple[str, int]]:
     """{A: (B, k)}: the outputs of prunable layer ``A`` are read by ``B`` alone,
     unit ``j`` of ``A`` through ``B``'s input columns ``j*k .. j*k+k-1`` (k > 1
     when a conv's channel is flattened into a Linear). Empty if tracing fails."""
-    return {a: (b, k) for a, (b, k, _) in _links_with_path(model).items()}
+    return {a: (b, k) for a, (b, k, _) in _links_with_path(model, example_inputs).items()}
 
 
-def _links_with_path(model: nn.Module) -> dict[str, tuple[str, int, list[str]]]:
+def _links_with_path(model: nn.Module, example_inputs=None) -> dict[str, tuple[str, int, list[str]]]:
     """unit_links plus, per link, the names of the modules between A and B."""
     import torch.fx as fx
+
+    if example_inputs is not None:
+        from ..graph.links import unit_links_with_path
+        from ..graph.trace import TraceError
+
+        try:
+            return {a: v for a, v in unit_links_with_path(model, example_inputs).items()
+                    if isinstance(model.get_submodule(a), _PRUNABLE) and isinstance(model.get_submodule(v[0]), _PRUNABLE)}
+        except TraceError as e:
+            log.info("unused units: %s; falling back to torch.fx", e)
 
     try:
         gm = fx.symbolic_trace(model)
@@ -205,7 +217,7 @@ def remove_dead_units(model: nn.Module, example_inputs) -> dict[str, dict[str, i
     from ..graph.surgery import _surgery_for
 
     M.remove(model)
-    paths = _links_with_path(model)
+    paths = _links_with_path(model, example_inputs)
     out: dict[str, dict[str, int]] = {}
     for _ in range(4 * len(paths) + 2):
         changed = False

@@ -1,9 +1,11 @@
 """BatchNorm folding: ``conv -> bn`` becomes one conv with
 ``w' = w * gamma / sqrt(var + eps)`` (per output channel) and
 ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``; the BatchNorm becomes
-``Identity``. Pairs are found with torch.fx (a BN whose only input is the
-output of a Conv/Linear used nowhere else); models fx cannot trace fall back
-to adjacent pairs inside ``nn.Sequential`` containers."""
+``Identity``. Pairs are found on the executed graph when example inputs are
+given (``torchslim.graph.links.bn_pairs``, the trace the dependency analysis
+uses), else with torch.fx (a BN whose only input is the output of a
+Conv/Linear used nowhere else); models neither can trace fall back to
+adjacent pairs inside ``nn.Sequential`` containers."""
 from __future__ import annotations
 
 import torch
@@ -17,8 +19,17 @@ _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
-def find_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+def find_bn_pairs(model: nn.Module, example_inputs=None) -> list[tuple[str, str]]:
     """(layer name, batchnorm name) pairs that can be folded."""
+    if example_inputs is not None:
+        from ..graph.links import bn_pairs
+        from ..graph.trace import TraceError
+
+        try:
+            return [(a, b) for a, b in bn_pairs(model, example_inputs)
+                    if isinstance(model.get_submodule(a), _LAYERS) and isinstance(model.get_submodule(b), _BNS)]
+        except TraceError:
+            pass
     try:
         import torch.fx as fx
 
@@ -69,9 +80,11 @@ def fold_bn_into(layer: nn.Module, bn: nn.Module) -> None:
     layer.bias = nn.Parameter(new_b.detach().clone())
 
 
-def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
-    """Fold every foldable BatchNorm of ``model`` in place; returns the pairs folded."""
-    pairs = find_bn_pairs(model)
+def fold_batchnorm(model: nn.Module, example_inputs=None) -> list[tuple[str, str]]:
+    """Fold every foldable BatchNorm of ``model`` in place; returns the pairs
+    folded. With ``example_inputs`` the pairs come from the executed graph
+    (any model torch.export runs, Hugging Face CNNs included)."""
+    pairs = find_bn_pairs(model, example_inputs)
     for layer_name, bn_name in pairs:
         layer, bn = model.get_submodule(layer_name), model.get_submodule(bn_name)
         if bn.running_mean is None:
