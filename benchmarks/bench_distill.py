@@ -248,14 +248,10 @@ def _embed(model, ids, batch=64):
 
 
 def _fidelity(student, teacher_emb, ids) -> dict:
-    e = _embed(student, ids)
-    cos = torch.nn.functional.cosine_similarity(e, teacher_emb, dim=1)
-    def nn_idx(x):
-        sim = x @ x.T
-        sim.fill_diagonal_(-2)
-        return sim.argmax(1)
-    agree = float((nn_idx(e) == nn_idx(teacher_emb)).float().mean())
-    return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()), "nn_agreement": agree}
+    from torchslim.analysis.fidelity import fidelity
+
+    r = fidelity(_embed(student, ids), teacher_emb)
+    return {k: r[k] for k in ("mean_cosine", "min_cosine", "nn_agreement")}
 
 
 # The recipe of sentence-transformers' layer-reduction distillation: the student

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from benchmarks.common import write_result
 
@@ -40,16 +39,10 @@ SMOOTH = 0.7  # SmoothQuant alpha; activation maxima from the calib sentences
 
 
 def fidelity(emb: torch.Tensor, ref: torch.Tensor) -> dict:
-    cos = F.cosine_similarity(emb, ref, dim=1)
+    from torchslim.analysis.fidelity import fidelity as shared
 
-    def nearest(e):
-        e = F.normalize(e, dim=1)
-        sim = e @ e.T
-        sim.fill_diagonal_(-2.0)
-        return sim.argmax(1)
-
-    return {"cos_mean": float(cos.mean()), "cos_min": float(cos.min()),
-            "nn_agreement": float((nearest(emb) == nearest(ref)).float().mean())}
+    r = shared(emb, ref)
+    return {"cos_mean": r["mean_cosine"], "cos_min": r["min_cosine"], "nn_agreement": r["nn_agreement"]}
 
 
 def encode(fn, batches) -> torch.Tensor:

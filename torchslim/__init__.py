@@ -20,6 +20,7 @@ _LAZY = {
     "TrainConfig": ("torchslim.train", "TrainConfig"),
     "Scope": ("torchslim.core.scope", "Scope"),
     "build_model": ("torchslim.zoo.models", "build_model"),
+    "load_model": ("torchslim.zoo.sources", "load_model"),
     "load_dataset": ("torchslim.zoo.data", "load_dataset"),
     "run_recipe": ("torchslim.recipe", "run_recipe"),
 }

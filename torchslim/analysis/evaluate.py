@@ -1,7 +1,10 @@
 """Accuracy and friends on a named split: top-1, top-k, macro precision /
 recall / F1 and the confusion matrix. Works for an ``nn.Module`` or any
 callable mapping an input batch to logits (e.g. an ONNX Runtime session
-wrapper), so the deployed model itself can be measured."""
+wrapper), so the deployed model itself can be measured. The data is an
+``ArrayDataset`` or ``StreamingDataset`` (sliced batch by batch, so large data
+streams), or any iterable of ``(x, y)`` batches such as a ``DataLoader``; a
+Hugging Face output's ``.logits`` are used."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -10,20 +13,35 @@ import numpy as np
 import torch
 
 
+def as_logits(out) -> torch.Tensor:
+    """A model's output as a tensor: ``out.logits`` of a Hugging Face output, else ``out``."""
+    if not isinstance(out, torch.Tensor) and hasattr(out, "logits"):
+        out = out.logits
+    return torch.as_tensor(out).float()
+
+
 @torch.no_grad()
-def predict_logits(model: Callable, data, *, batch_size: int = 1000) -> torch.Tensor:
+def _predict(model: Callable, data, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     was_training = getattr(model, "training", False)
     if isinstance(model, torch.nn.Module):
         model.eval()
-    outs = []
+    outs, labels = [], []
     try:
-        for i in range(0, len(data), batch_size):
-            out = model(data.x[i: i + batch_size])
-            outs.append(torch.as_tensor(out).float())
+        if hasattr(data, "x"):
+            for i in range(0, len(data), batch_size):
+                outs.append(as_logits(model(data.x[i: i + batch_size])))
+        else:  # an iterable of (x, y) batches, e.g. a torch DataLoader
+            for x, y in data:
+                outs.append(as_logits(model(x)))
+                labels.append(torch.as_tensor(y))
     finally:
         if was_training:
             model.train()
-    return torch.cat(outs)
+    return torch.cat(outs), (torch.cat(labels) if labels else None)
+
+
+def predict_logits(model: Callable, data, *, batch_size: int = 1000) -> torch.Tensor:
+    return _predict(model, data, batch_size)[0]
 
 
 def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor, *, topk: Sequence[int] = (1, 5),
@@ -57,11 +75,12 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor, *, topk: Seq
 
 
 def evaluate(model: Callable, data, *, batch_size: int = 1000, topk: Sequence[int] = (1, 5)) -> dict:
-    """Metrics of ``model`` on ``data`` (an ArrayDataset, or a (dataset name,
-    split) pair such as ``("mnist", "test")``)."""
+    """Metrics of ``model`` on ``data`` (an ArrayDataset or StreamingDataset,
+    an iterable of ``(x, y)`` batches, or a (dataset name, split) pair such as
+    ``("mnist", "test")``)."""
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], str):
         from ..zoo.data import load_dataset
 
         data = load_dataset(*data)
-    logits = predict_logits(model, data, batch_size=batch_size)
-    return metrics_from_logits(logits, data.y, topk=topk)
+    logits, labels = _predict(model, data, batch_size)
+    return metrics_from_logits(logits, data.y if labels is None else labels, topk=topk)

@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         mod = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
         p = mod.add_parser(sub)
+        if any(a.dest in ("model", "teacher", "student") for a in p._actions) and \
+                not any(a.dest == "auto" for a in p._actions):
+            from .common import add_auto_option
+
+            add_auto_option(p)  # every verb that loads a model accepts a Hugging Face folder
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -44,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    from .common import AUTO
+
+    token = AUTO.set(getattr(args, "auto", None))
     try:
         return int(args._run(args) or 0)
     except TorchslimError as e:
@@ -52,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"torchslim {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        AUTO.reset(token)
 
 
 if __name__ == "__main__":

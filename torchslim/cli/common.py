@@ -1,36 +1,36 @@
-"""Helpers shared by CLI verbs: loading a model by zoo name or artifact path,
+"""Helpers shared by CLI verbs: loading a model (zoo name, artifact, Hugging Face folder, factory),
 printing JSON or a rich table, parsing key=value options."""
 from __future__ import annotations
 
+import contextvars
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
 
-from ..core.errors import ModelError
+# The --auto flag (a Hugging Face folder's Auto class) of the running verb; set by cli.main.
+AUTO: contextvars.ContextVar[str | None] = contextvars.ContextVar("torchslim_cli_auto", default=None)
 
 
-def load_model(spec: str, *, dataset: str | None = None, **kwargs) -> nn.Module:
-    """A zoo name (built fresh, for the data set if given), an artifact path, or
-    the import path of a user's own model class (``pkg.module:Class``, built
-    with ``kwargs``)."""
-    from ..artifact import load
-    from ..artifact.format import build_arch
-    from ..zoo.models import build_model, model_names
+def load_model(spec: str, *, dataset: str | None = None, auto: str | None = None, **kwargs) -> nn.Module:
+    """A zoo name (built fresh, for the data set if given), an artifact path or
+    a ``torchslim run``/``train`` output folder, a Hugging Face model folder
+    (loaded offline with ``auto``, default the verb's ``--auto`` or AutoModel),
+    or the import path of a user's own model class or factory
+    (``pkg.module:factory``, called with ``kwargs``). See ``zoo.sources``."""
+    from ..zoo.sources import is_hf_dir, load_model as resolve
 
-    if spec in model_names():
-        return build_model(spec, dataset=dataset, **kwargs)
-    p = Path(spec)
-    if p.is_dir() and (p / "report.json").exists():  # a `torchslim run` output folder
-        p = p / json.loads((p / "report.json").read_text())["artifact"]
-        return load(p)
-    if ":" in spec and not p.exists():
-        return build_arch({"class": spec, "kwargs": kwargs}, where=spec)
-    if p.suffix in (".safetensors", ".tslim") or p.exists() or "/" in spec:
-        return load(p)
-    raise ModelError(f"{spec!r} is neither a zoo model ({', '.join(model_names())}) nor an artifact file")
+    if auto is None and is_hf_dir(spec):
+        auto = AUTO.get()
+    return resolve(spec, dataset=dataset, auto=auto, **kwargs)
+
+
+def add_auto_option(parser) -> None:
+    """``--auto CLASS`` for a verb that loads a model from a Hugging Face folder."""
+    parser.add_argument("--auto", default=None, metavar="CLASS",
+                        help="Auto class for a Hugging Face model folder (default AutoModel; e.g. "
+                             "AutoModelForSequenceClassification, AutoModelForImageClassification)")
 
 
 def print_json(obj: Any) -> None:

@@ -1,25 +1,66 @@
-"""torchslim eval PATH --dataset D [--json]: rebuild from the artifact alone and measure."""
+"""torchslim eval PATH --dataset D [--json]: rebuild from the artifact alone and measure.
+
+D is a data set name or your own data (a path or spec, see ``zoo.user_data``).
+With a file of sentences (``--dataset sentences.txt``) and ``--reference
+ORIGINAL`` it measures embedding fidelity instead: cosine to the original
+model's embeddings (mean, min) and nearest-neighbour agreement."""
 from __future__ import annotations
 
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="measure accuracy of a saved artifact (or a zoo model) on a test split")
-    p.add_argument("model", help="artifact path (or zoo name)")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("model", help="artifact path, zoo name, Hugging Face folder or pkg.module:factory")
+    p.add_argument("--dataset", required=True, help="data set name or your own data (.npz, x.npy:y.npy, image "
+                                                    "folder, .csv, saved HF dataset, .txt of sentences)")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--reference", default=None, metavar="MODEL",
+                   help="with a .txt of sentences: the original model to compare embeddings with")
     p.add_argument("--json", action="store_true")
     p.add_argument("--confusion", action="store_true", help="also print the confusion matrix")
     return p
 
 
+def _fidelity(args) -> int:
+    from ..analysis.fidelity import embedding_fidelity
+    from ..core.errors import ConfigError
+    from ..zoo.sources import is_hf_dir
+    from ..zoo.user_data import check_data_fits, load_text
+    from .common import load_model, print_json, print_table
+
+    if args.reference is None:
+        raise ConfigError(f"--dataset {args.dataset}: sentences have no labels to score; give --reference MODEL "
+                          "(the original encoder) to measure embedding fidelity")
+    model = load_model(args.model)
+    reference = load_model(args.reference)
+    # the tokenizer of whichever side is a Hugging Face folder, else MiniLM's
+    tok_source = next((s for s in (args.reference, args.model) if is_hf_dir(s)), None)
+    data = load_text(args.dataset, tokenizer=tok_source)
+    check_data_fits(model, data, where=args.dataset)
+    m = {"model": args.model, "reference": args.reference, "dataset": args.dataset,
+         **embedding_fidelity(reference, model, data, batch_size=min(args.batch_size, 256))}
+    if args.json:
+        print_json(m)
+        return 0
+    print_table(f"{args.model} vs {args.reference} on {args.dataset}", ["metric", "value"],
+                [[k, m[k]] for k in ("n", "mean_cosine", "min_cosine", "nn_agreement")])
+    return 0
+
+
 def run(args) -> int:
     from ..analysis.evaluate import evaluate
     from ..zoo.data import load_dataset
+    from ..zoo.user_data import check_data_fits, is_user_data, parse_data_spec
     from .common import load_model, print_json, print_table
 
+    user = is_user_data(args.dataset)
+    if user and parse_data_spec(args.dataset).kind == "text":
+        return _fidelity(args)
     model = load_model(args.model, dataset=args.dataset)
-    m = evaluate(model, load_dataset(args.dataset, args.split), batch_size=args.batch_size)
+    data = load_dataset(args.dataset, args.split)
+    if user:
+        check_data_fits(model, data, where=args.dataset)
+    m = evaluate(model, data, batch_size=args.batch_size)
     m = {"model": args.model, "dataset": args.dataset, "split": args.split, **m}
     if args.json:
         print_json(m)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 def add_parser(sub):
     p = sub.add_parser("profile", help="params, non-zeros, MACs/FLOPs per layer, bytes, and optionally latency")
-    p.add_argument("model", help="zoo model name or artifact path")
+    p.add_argument("model", help="zoo model name, artifact path, Hugging Face folder or pkg.module:factory")
     p.add_argument("--dataset", default=None, help="data set whose input shape a zoo model is built for (default: mnist)")
     p.add_argument("--input-shape", default=None,
                    help="input shape including the batch, e.g. 1,1,28,28; for models with their own example_inputs "
-                        "(minilm) the numbers are passed to it: batch,seq_len")
+                        "(minilm) and Hugging Face text models the numbers are batch,seq_len")
     p.add_argument("--batch", type=int, default=None, help="batch size (overrides the first number of --input-shape)")
     p.add_argument("--latency", action="store_true", help="also time the model (median/p90 over repeated runs)")
     p.add_argument("--repeats", type=int, default=50, help="timed runs for --latency")
@@ -43,6 +43,10 @@ def example_inputs_for(model, *, dataset: str | None, input_shape: str | None, b
         if shape:
             return tuple(model.example_inputs(*shape))
         return tuple(model.example_inputs(batch or 1))
+    if "hf" in (getattr(model, "torchslim_arch", None) or {}) and getattr(model, "main_input_name", "") == "input_ids":
+        from ..zoo.sources import hf_example_inputs
+
+        return hf_example_inputs(model, *(shape[:2] if shape else [batch or 1]))  # batch,seq_len
     if shape:
         return (torch.rand(*shape),)
     return example_inputs(model, dataset or "mnist", batch=batch or 1)

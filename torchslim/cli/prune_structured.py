@@ -12,8 +12,8 @@ from pathlib import Path
 def add_parser(sub):
     p = sub.add_parser("prune-structured",
                        help="remove channels / neurons / attention heads physically (smaller, faster model)")
-    p.add_argument("model", help="artifact path (or zoo name)")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("model", help="artifact path, zoo name, Hugging Face folder or pkg.module:factory")
+    p.add_argument("--dataset", required=True, help="data set name or your own data (a path, see zoo.user_data)")
     p.add_argument("--ratio", type=float, default=0.5, help="fraction of the --target to remove")
     p.add_argument("--target", default="macs", choices=["channels", "params", "macs"])
     p.add_argument("--importance", default="l2", choices=["l1", "l2", "taylor", "activation", "apoz", "bn_scale"])
@@ -67,8 +67,18 @@ def run(args) -> int:
 
     cfg = build_config(args)
     model = load_model(args.model, dataset=args.dataset)
-    train, calib = split_train(load_dataset(args.dataset, "train"), args.calib, seed=args.seed)
+    full = load_dataset(args.dataset, "train")
+    if args.calib >= len(full):
+        from ..core.errors import ConfigError
+
+        raise ConfigError(f"--calib {args.calib} must be smaller than the training split of {args.dataset} "
+                          f"({len(full)} examples); pass a smaller --calib")
+    train, calib = split_train(full, args.calib, seed=args.seed)
     test = load_dataset(args.dataset, "test")
+    from ..zoo.user_data import check_data_fits, is_user_data
+
+    if is_user_data(args.dataset):
+        check_data_fits(model, test, where=args.dataset)
     inputs = example_inputs(model, args.dataset)
     out = Path(args.out)
     before = {"accuracy": evaluate(model, test)["accuracy"], "params": count_cost(model, inputs, "params"),

@@ -45,6 +45,10 @@ def run(args) -> int:
     out = Path(args.out)
     train = load_dataset(args.dataset, "train")
     test = load_dataset(args.dataset, "test")
+    from ..zoo.user_data import check_data_fits, is_user_data
+
+    if is_user_data(args.dataset):
+        check_data_fits(model, train, where=args.dataset)
     result = fit(model, train, cfg, out_dir=out, resume=not args.no_resume, progress=not args.no_progress)
     if not distributed.is_main():
         return 0

@@ -93,17 +93,11 @@ def _fingerprints(recipe: Recipe) -> tuple[str, list[str]]:
 
 
 def _build_model(spec, dataset: str) -> torch.nn.Module:
-    from ..artifact import load
+    """The model of a ModelSpec (zoo, artifact, import path or Hugging Face
+    folder), through the resolver the CLI and the Python API share."""
+    from ..zoo.sources import load_model
 
-    if spec.zoo is not None:
-        from ..zoo.models import build_model
-
-        return build_model(spec.zoo, dataset=dataset, **spec.kwargs)
-    if spec.artifact is not None:
-        return load(spec.artifact)
-    from ..artifact import build_arch
-
-    return build_arch({"class": spec.import_path, "kwargs": dict(spec.kwargs)}, "recipe model")
+    return load_model(spec, dataset=dataset)
 
 
 def _data(recipe: Recipe):
@@ -173,6 +167,10 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
     torch.manual_seed(recipe.seed)
     train, test, calib = _data(recipe)
     model = _build_model(recipe.model, ds_name)
+    from ..zoo.user_data import check_data_fits, is_user_data
+
+    if is_user_data(ds_name):  # your own data: a wrong shape or label range fails now, not mid-stage
+        check_data_fits(model, train, where=f"data.dataset {ds_name!r}")
     inputs = example_inputs(model, ds_name, batch=recipe.measure.latency_batch)
     ctx = Context(train_data=train, test_data=test, calib_data=calib, example_inputs=inputs, dataset=ds_name,
                   out_dir=out, seed=recipe.seed, progress=progress)
@@ -329,7 +327,7 @@ def _trained_teacher(recipe: Recipe, out: Path, ctx, progress: bool):
     if ctx is None or ctx.train_data is None:
         raise ConfigError("teacher.train: training the teacher needs the recipe's training data")
     spec = recipe.teacher
-    _say(f"training the teacher ({spec.zoo or spec.import_path or spec.artifact})", progress)
+    _say(f"training the teacher ({spec.zoo or spec.import_path or spec.hf or spec.artifact})", progress)
     torch.manual_seed(recipe.seed)
     model = _build_model(spec, recipe.data.dataset)
     t0 = time.perf_counter()

@@ -4,8 +4,9 @@ anything runs; a wrong key, type or value names the stage (index and name) and
 the field, and says what is allowed.
 
 ```yaml
-model: lenet300                 # zoo name | {zoo, kwargs} | {artifact: PATH} | {import_path: "pkg.mod:Class", kwargs}
-data: {dataset: mnist, holdout: 5000}
+model: lenet300                 # zoo name | {zoo, kwargs} | {artifact: PATH} | {import_path: "pkg.mod:factory", kwargs}
+                                # | {hf: HF_MODEL_FOLDER, auto: AutoModelForSequenceClassification}
+data: {dataset: mnist, holdout: 5000}   # or dataset: my.npz | {path: imgs/, size: 32x32, mode: L} (zoo.user_data)
 baseline: dense                 # measure the baseline after this stage (default: the model as given)
 teacher: baseline               # optional: "baseline" or a model spec, for recipe-level distillation;
                                 # {zoo: lenet5, train: {epochs: 20, ...}} trains that teacher first (once, resumable)
@@ -39,17 +40,22 @@ _TOP_KEYS = ("name", "model", "data", "baseline", "teacher", "distill", "measure
 @dataclasses.dataclass(frozen=True)
 class ModelSpec(Config):
     """Exactly one of ``zoo`` (a zoo model name), ``artifact`` (a saved
-    artifact file) or ``import_path`` ("package.module:Class")."""
+    artifact file), ``import_path`` ("package.module:factory", a class or a
+    function returning an nn.Module, called with ``kwargs``) or ``hf`` (a
+    Hugging Face model folder, loaded offline with the Auto class ``auto``,
+    default AutoModel). Built by ``zoo.sources.load_model``."""
 
     zoo: str | None = None
     artifact: str | None = None
     import_path: str | None = None
+    hf: str | None = None
+    auto: str | None = None
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
-        given = [k for k in ("zoo", "artifact", "import_path") if getattr(self, k) is not None]
+        given = [k for k in ("zoo", "artifact", "import_path", "hf") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ConfigError(f"model: give exactly one of zoo, artifact, import_path (got {given or 'none'})")
+            raise ConfigError(f"model: give exactly one of zoo, artifact, import_path, hf (got {given or 'none'})")
         if self.zoo is not None:
             from ..zoo.models import model_names
 
@@ -61,8 +67,21 @@ class ModelSpec(Config):
                 raise ConfigError("model.kwargs: an artifact rebuilds itself; remove kwargs")
             if not Path(self.artifact).is_file():
                 raise ConfigError(f"model.artifact: no such file {self.artifact!r}; give the path of a saved artifact")
-        if self.import_path is not None and ":" not in self.import_path:
-            raise ConfigError(f"model.import_path: {self.import_path!r} must look like 'package.module:Class'")
+        if self.import_path is not None and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", self.import_path):
+            raise ConfigError(f"model.import_path: {self.import_path!r} must look like 'package.module:factory' "
+                              "(a class or a function returning an nn.Module)")
+        if self.auto is not None and self.hf is None:
+            raise ConfigError("model.auto: only used with model.hf (a Hugging Face model folder); remove it")
+        if self.hf is not None:
+            from ..core.errors import ModelError
+            from ..zoo.sources import check_auto, check_hf_dir
+
+            object.__setattr__(self, "hf", os.path.expanduser(self.hf))
+            try:
+                check_hf_dir(self.hf, where="model.hf")
+                check_auto(self.auto, where="model.auto")
+            except ModelError as e:
+                raise ConfigError(str(e)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +98,12 @@ class TeacherSpec(ModelSpec):
 @dataclasses.dataclass(frozen=True)
 class DataSpec(Config):
     """The data set and the calibration/selection holdout split off its
-    training split (never the test split)."""
+    training split (never the test split). ``dataset`` is a built-in name or
+    your own data: a path or spec string (``data.npz``, ``imgs/?size=32x32``,
+    ``pkg.mod:fn``, ...) or a mapping ``{path: ..., <options>}`` (see
+    ``zoo.user_data``), kept as its canonical string."""
 
-    dataset: str = "mnist"
+    dataset: str | dict[str, Any] = "mnist"
     holdout: int = 5000
     seed: int = 0
     train_limit: int | None = None  # use only the first N training examples (quick runs)
@@ -89,9 +111,18 @@ class DataSpec(Config):
 
     def validate(self) -> None:
         from ..zoo.data import dataset_names
+        from ..zoo.user_data import is_user_data, spec_string
 
-        if self.dataset not in dataset_names():
-            raise ConfigError(f"data.dataset: unknown data set {self.dataset!r}; known: {dataset_names()}")
+        if isinstance(self.dataset, dict) or (self.dataset not in dataset_names() and is_user_data(self.dataset)):
+            from ..core.errors import DataError
+
+            try:
+                object.__setattr__(self, "dataset", spec_string(self.dataset))
+            except DataError as e:
+                raise ConfigError(f"data.dataset: {e}") from None
+        elif self.dataset not in dataset_names():
+            raise ConfigError(f"data.dataset: unknown data set {self.dataset!r}; known: {dataset_names()}, or a path "
+                              "to your own data (.npz, x.npy:y.npy, image folder, .csv, saved Hugging Face dataset)")
         if self.holdout < 0:
             raise ConfigError(f"data.holdout must be >= 0, got {self.holdout}")
         for f in ("train_limit", "test_limit"):
@@ -174,7 +205,8 @@ class Recipe:
         if unknown:
             raise ConfigError(f"recipe: unknown key(s) {unknown}; allowed keys are {sorted(_TOP_KEYS)}")
         if "model" not in raw:
-            raise ConfigError("recipe: 'model' is missing; give a zoo name, {artifact: PATH} or {import_path: ...}")
+            raise ConfigError("recipe: 'model' is missing; give a zoo name, {artifact: PATH}, {import_path: ...} "
+                              "or {hf: FOLDER}")
         if not raw.get("stages"):
             raise ConfigError("recipe: 'stages' is missing or empty; list at least one stage, e.g. {kind: train, epochs: 1}")
         model = parse_model_spec(raw["model"], "model")
@@ -226,10 +258,13 @@ def parse_model_spec(value: Any, where: str = "model", cls: type[ModelSpec] = Mo
     if isinstance(value, str):
         from ..zoo.models import model_names
 
+        p = Path(value).expanduser()
         if value in model_names():
             value = {"zoo": value}
-        elif ":" in value and not Path(value).expanduser().exists():
+        elif ":" in value and not p.exists():
             value = {"import_path": value}
+        elif p.is_dir() and (p / "config.json").is_file():
+            value = {"hf": value}
         else:
             value = {"artifact": value}
     return _section(cls, value, where)

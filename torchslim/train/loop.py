@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..analysis.evaluate import evaluate
+from ..analysis.evaluate import as_logits, evaluate
 from ..artifact.format import atomic_write_bytes
 from ..core.errors import ConfigError
 from ..zoo.data import Loader
@@ -41,6 +41,8 @@ class FitResult:
 def cross_entropy(label_smoothing: float = 0.0) -> LossFn:
     def loss(model, x, y):
         logits = model(x)
+        if not isinstance(logits, torch.Tensor):
+            logits = as_logits(logits)  # a Hugging Face output's .logits
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing), logits
 
     return loss

@@ -8,6 +8,11 @@ for data that fits in memory) that also shards for DDP.
 * ``digits``  scikit-learn's bundled 8x8 digits, scaled to [0, 1], a fixed
   stratified 80/20 split.
 * ``mnist1d`` the MNIST-1D benchmark generated locally (4,000 / 1,000, length 40).
+
+Anywhere a name is accepted, your own data works too: a path or a spec such
+as ``data.npz``, ``x.npy:y.npy``, ``images/?size=32x32&mode=L``, ``table.csv``,
+a saved Hugging Face dataset, ``sentences.txt`` or ``pkg.module:fn`` (see
+``zoo.user_data``).
 """
 from __future__ import annotations
 
@@ -183,18 +188,36 @@ def dataset_names() -> list[str]:
     return sorted(_DATASETS)
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    if name not in _DATASETS:
-        raise DataError(f"unknown data set {name!r}; known: {dataset_names()}")
-    return _DATASETS[name][0]
+def _unknown(name) -> DataError:
+    return DataError(f"unknown data set {name!r}; known: {dataset_names()}, or your own data as a path (.npz, "
+                     "x.npy:y.npy, an image folder, .csv, a saved Hugging Face dataset, .txt) or pkg.module:fn")
+
+
+def dataset_info(name) -> DatasetInfo:
+    """What a data set holds: input shape, class count, normalisation. ``name``
+    may also be a user data spec (``zoo.user_data``)."""
+    if isinstance(name, str) and name in _DATASETS:
+        return _DATASETS[name][0]
+    from .user_data import is_user_data, user_dataset_info
+
+    if is_user_data(name):
+        return user_dataset_info(name)
+    raise _unknown(name)
 
 
 _MEMO: dict[str, dict[str, np.ndarray]] = {}
 
 
-def load_dataset(name: str, split: str = "train") -> ArrayDataset:
+def load_dataset(name, split: str = "train") -> ArrayDataset:
     """Load split ``train`` or ``test`` of a named data set, shaped as the
-    data set's ``input_shape``."""
+    data set's ``input_shape``, or of your own data (a path or spec, see
+    ``zoo.user_data``: an ArrayDataset, or a StreamingDataset for large data)."""
+    if not (isinstance(name, str) and name in _DATASETS):
+        from .user_data import is_user_data, load_user_dataset
+
+        if is_user_data(name):
+            return load_user_dataset(name, split)
+        raise _unknown(name)
     info = dataset_info(name)
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r} of {name!r}; use 'train' or 'test'")
