@@ -1,7 +1,12 @@
 """Measuring a model the way ``torchslim profile`` does: accuracy on the test
 split, params / nonzero params / MACs from ``analysis.profile``, latency from
 ``analysis.latency`` (median, stated thread count), and size as the bytes of
-an artifact file on disk."""
+an artifact file on disk.
+
+A sentence encoder measured on sentences (no labels: ``TextDataset``) has no
+accuracy: its ``fidelity`` to the reference model (the recipe's baseline) is
+measured instead (mean/min cosine of the embeddings, nearest-neighbour
+agreement; ``analysis.fidelity``), and ``accuracy`` is null."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +16,13 @@ import torch
 __all__ = ["measure_model", "compare_models_latency"]
 
 
+def _is_text(data) -> bool:
+    return hasattr(data, "input_batches") and getattr(data, "attention_mask", None) is not None
+
+
 def measure_model(model: torch.nn.Module, *, test_data, example_inputs: tuple, artifact: str | Path | None,
-                  settings, latency: bool | None = None, holdout_data=None) -> dict:
+                  settings, latency: bool | None = None, holdout_data=None,
+                  reference: torch.nn.Module | None = None) -> dict:
     """Metrics of ``model`` (evaluated as given). ``settings`` is the recipe's
     MeasureSpec. ``size_bytes`` is the size of ``artifact`` (None without one).
     With ``holdout_data`` (the recipe's selection split of train), also
@@ -21,7 +31,14 @@ def measure_model(model: torch.nn.Module, *, test_data, example_inputs: tuple, a
     from ..analysis.profile import profile
 
     model.eval()
-    ev = evaluate(model, test_data, batch_size=settings.eval_batch_size)
+    fid = None
+    if _is_text(test_data):
+        from ..analysis.fidelity import embedding_fidelity
+
+        fid = embedding_fidelity(reference if reference is not None else model, model, test_data)
+        ev = {"accuracy": None, "error": None, "n": fid["n"]}
+    else:
+        ev = evaluate(model, test_data, batch_size=settings.eval_batch_size)
     prof = profile(model, example_inputs)
     out = {
         "accuracy": ev["accuracy"],
@@ -34,7 +51,14 @@ def measure_model(model: torch.nn.Module, *, test_data, example_inputs: tuple, a
         "size_bytes": Path(artifact).stat().st_size if artifact is not None else None,
         "latency_ms": None,
     }
-    if holdout_data is not None:
+    if fid is not None:
+        out["fidelity"] = fid
+    if holdout_data is not None and _is_text(holdout_data):
+        from ..analysis.fidelity import embedding_fidelity
+
+        out["holdout_fidelity"] = embedding_fidelity(reference if reference is not None else model, model,
+                                                     holdout_data)
+    elif holdout_data is not None:
         out["holdout_accuracy"] = evaluate(model, holdout_data, batch_size=settings.eval_batch_size)["accuracy"]
     if settings.latency if latency is None else latency:
         from ..analysis.latency import latency as measure_latency

@@ -253,12 +253,15 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
                "extras": {k: v for k, v in changed.items() if v is not None},
                "extras_state": {k: _jsonable(v) for k, v in ctx.extras.items() if _jsonable(v) is not None
                                 and k not in ("fit_history", "fit_resumed_from")}}
-        rec.update(_measure_stage(model, artifact, test, inputs, recipe, progress, holdout=ctx.calib_data))
+        rec.update(_measure_stage(model, artifact, test, inputs, recipe, progress, holdout=ctx.calib_data,
+                                  reference=_reference(out, test)))
         rec["status"] = "done"
         _write_json(sdir / "stage.json", rec)
         records.append(rec)
         m = rec["metrics"]
-        _say(f"  {st.name}: accuracy {m['accuracy']:.4f}, nonzero {m['nonzero_params']:,}/{m['params']:,}, "
+        quality = (f"accuracy {m['accuracy']:.4f}" if m["accuracy"] is not None else
+                   f"mean cosine {m['fidelity']['mean_cosine']:.4f}, nn agreement {m['fidelity']['nn_agreement']:.3f}")
+        _say(f"  {st.name}: {quality}, nonzero {m['nonzero_params']:,}/{m['params']:,}, "
              f"{m['size_bytes']:,} bytes, {seconds:.1f} s", progress)
         if st.index == recipe.baseline:
             baseline_rec = measure_baseline(model)
@@ -352,7 +355,18 @@ def _layers(model) -> dict:
     return {"layers": layer_stats(model), "histogram": weight_histogram(model)}
 
 
-def _measure_stage(model, artifact: Path, test, inputs, recipe: Recipe, progress: bool, holdout=None) -> dict:
+def _reference(out: Path, test):
+    """The baseline model, which a sentence encoder's fidelity is measured
+    against (None for labelled data, or before the baseline exists)."""
+    from ..artifact import load
+    from .measure import _is_text
+
+    path = out / BASELINE_ARTIFACT
+    return load(path) if _is_text(test) and path.is_file() else None
+
+
+def _measure_stage(model, artifact: Path, test, inputs, recipe: Recipe, progress: bool, holdout=None,
+                   reference=None) -> dict:
     """Measure what is on disk: the model rebuilt from the stage's artifact. If
     that cannot be rebuilt, measure the in-memory model and say so."""
     from ..analysis.evaluate import evaluate
@@ -365,9 +379,9 @@ def _measure_stage(model, artifact: Path, test, inputs, recipe: Recipe, progress
     except Exception as e:  # an artifact this build cannot rebuild: measure the model itself
         shipped, note = model, f"measured in memory; {artifact} could not be loaded: {e}"
     metrics = measure_model(shipped, test_data=test, example_inputs=inputs, artifact=artifact,
-                            settings=recipe.measure, holdout_data=holdout)
+                            settings=recipe.measure, holdout_data=holdout, reference=reference)
     out = {"metrics": metrics, **_layers(shipped)}
-    if shipped is not model:
+    if shipped is not model and metrics["accuracy"] is not None:
         mem = evaluate(model, test, batch_size=recipe.measure.eval_batch_size)["accuracy"]
         if abs(mem - metrics["accuracy"]) > 1e-9:
             out["in_memory_accuracy"] = mem
@@ -395,7 +409,8 @@ def _finish(recipe: Recipe, out: Path, model, ctx, baseline_rec: dict, records: 
                           metadata={"dataset": recipe.data.dataset, "recipe": recipe.name})
     final_model = load(final_path)
     final = measure_model(final_model, test_data=test, example_inputs=inputs, artifact=final_path,
-                          settings=recipe.measure, latency=False, holdout_data=ctx.calib_data)
+                          settings=recipe.measure, latency=False, holdout_data=ctx.calib_data,
+                          reference=_reference(out, test))
     final_layers = _layers(final_model)
     baseline = dict(baseline_rec["metrics"])
     paired = None

@@ -25,6 +25,11 @@ def summary_table(report: dict) -> Table:
         [f"latency ms (median, {report.get('measure', {}).get('threads', '?')} thr)", b.get("latency_ms"),
          f.get("latency_ms")],
     ]
+    if f.get("fidelity"):  # a sentence encoder: fidelity to the baseline instead of accuracy
+        fb = b.get("fidelity") or {}
+        rows[0:2] = [["mean cosine to baseline", fb.get("mean_cosine"), f["fidelity"]["mean_cosine"]],
+                     ["min cosine to baseline", fb.get("min_cosine"), f["fidelity"]["min_cosine"]],
+                     ["nearest-neighbour agreement", fb.get("nn_agreement"), f["fidelity"]["nn_agreement"]]]
     rows.append(["compression ratio (fp32 params / artifact)", 1.0, report.get("compression_ratio")])
     rows.append(["speedup (baseline / final latency)", 1.0, report.get("speedup")])
     return (f"{report.get('recipe', 'run')}: baseline vs final ({report.get('artifact')})",
@@ -48,8 +53,11 @@ def stages_table(report: dict) -> Table:
 
 
 def _hold(m: dict):
-    """Error % on the selection split of train (None when the recipe has none)."""
+    """Error % on the selection split of train (None when the recipe has
+    none); for a sentence encoder, 100 x (1 - mean cosine to the baseline)."""
     acc = m.get("holdout_accuracy")
+    if acc is None and m.get("holdout_fidelity"):
+        acc = m["holdout_fidelity"]["mean_cosine"]
     return None if acc is None else 100 * (1 - acc)
 
 

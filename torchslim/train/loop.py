@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..analysis.evaluate import as_logits, evaluate
 from ..artifact.format import atomic_write_bytes
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, DataError
 from ..zoo.data import Loader
 from . import distributed
 from .callbacks import Callback, TrainState
@@ -99,6 +99,11 @@ def fit(model: nn.Module, train_data, config: TrainConfig | None = None, *, eval
     rank trains on its shard; rank 0 writes checkpoints.
     """
     cfg = config or TrainConfig()
+    if getattr(train_data, "attention_mask", None) is not None:
+        raise DataError(
+            f"training on sentences ({getattr(train_data, 'name', '') or 'a sentence file'}) is not supported: the "
+            "training loop feeds labelled (x, y) batches without an attention mask; measure a sentence encoder on "
+            "sentences (embedding fidelity) and use stages without fine-tuning, or fine-tune on labelled data")
     t0 = time.perf_counter()
     rank, world_size = distributed.world()
     torch.manual_seed(cfg.seed)
