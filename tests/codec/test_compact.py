@@ -13,7 +13,7 @@ import torchslim
 from torchslim.artifact import set_submodule
 from torchslim.codec import EncodeConfig, load_compact, read_compact, save_compact
 from torchslim.codec.tensorcodec import tensor_patterns
-from torchslim.core.config import apply, config_class
+from torchslim.core.config import apply, apply_stage, config_class
 from torchslim.core.context import Context
 from torchslim.core.errors import ConfigError
 from torchslim.zoo import build_model
@@ -139,11 +139,12 @@ def test_encode_config_round_trip_and_stage(tmp_path):
         EncodeConfig.from_dict({"bits": 3})
     m = prune_cluster_(build_model("lenet300", dataset="digits"))
     ctx = Context(out_dir=tmp_path, stage_out=tmp_path / "encode")
-    assert apply(m, cfg, ctx) is m
-    path = Path(ctx.extras["artifact"])
+    res = apply_stage(m, cfg, ctx)
+    assert res.model is m
+    path = Path(res.artifact)
     assert path == tmp_path / "encode" / "final.tslim" and path.exists()
-    assert ctx.extras["codec"]["file_bytes"] == path.stat().st_size
-    layers = {r["tensor"]: r for r in ctx.extras["codec_layers"]}
+    assert res.records["codec"]["file_bytes"] == path.stat().st_size
+    layers = {r["tensor"]: r for r in res.records["codec_layers"]}
     assert layers["fc1.weight"]["index_bits_huffman"] >= layers["fc1.weight"]["index_entropy"] > 0
     assert_same_state(m, torchslim.load(path))
     with pytest.raises(ConfigError, match="output folder"):

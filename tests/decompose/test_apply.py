@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 import torchslim
-from torchslim.core.config import apply, config_class
+from torchslim.core.config import apply, apply_stage, config_class
 from torchslim.core.context import Context
 from torchslim.core.errors import ConfigError
 from torchslim.core.scope import Scope
@@ -36,8 +36,8 @@ def test_config_validation_names_the_field():
 def test_svd_keep_reduces_the_selected_layers():
     m = build_model("lenet300")
     ctx = Context()
-    apply(m, SVDConfig(scope=Scope(names=("fc1", "fc2")), keep=0.25), ctx)
-    recs = {r["layer"]: r for r in ctx.extras["decompose"]}
+    res = apply_stage(m, SVDConfig(scope=Scope(names=("fc1", "fc2")), keep=0.25), ctx)
+    recs = {r["layer"]: r for r in res.records["decompose"]}
     assert set(recs) == {"fc1", "fc2"}
     assert isinstance(m.fc1, nn.Sequential) and isinstance(m.fc3, nn.Linear)
     before = sum(r["params_before"] for r in recs.values())
@@ -100,8 +100,7 @@ def test_sensitivity_ranks_and_finetune_with_distillation(digits, tmp_path):
     cfg = SVDConfig(scope=Scope(names=("2", "4")), rank_by="sensitivity", candidates=(0.1, 0.3, 0.6),
                     tolerance=0.02, finetune=TrainConfig(epochs=2, lr=1e-3),
                     distill=DistillConfig(alpha=0.5, cache_teacher=True))
-    apply(m, cfg, ctx)
-    recs = ctx.extras["decompose"]
+    recs = apply_stage(m, cfg, ctx).records["decompose"]
     assert all(r["status"] == "decomposed" or r["status"].startswith("skipped") for r in recs)
     assert any(r["status"] == "decomposed" for r in recs)
     assert (tmp_path / "stage" / "checkpoints" / "last.pt").exists()

@@ -4,7 +4,7 @@ import onnx
 import pytest
 import torch
 
-from torchslim.core import Context, apply, config_class
+from torchslim.core import Context, apply, apply_stage, config_class
 from torchslim.core.errors import ConfigError
 from torchslim.export import ExportOnnxConfig, OrtModel, to_onnx
 
@@ -51,9 +51,9 @@ def test_export_stage_writes_the_file_and_keeps_the_model(tmp_path, digits):
     model = build_model("lenet300", dataset="digits").eval()
     ctx = Context(calib_data=train.take(256), example_inputs=(test.x[:2],), out_dir=tmp_path)
     ctx.stage_out = tmp_path / "stage"
-    back = apply(model, ExportOnnxConfig(file="m8.onnx", int8="static", calib_batches=2, batch_size=128), ctx)
-    assert back is model
-    path = ctx.extras["onnx"]
+    res = apply_stage(model, ExportOnnxConfig(file="m8.onnx", int8="static", calib_batches=2, batch_size=128), ctx)
+    assert res.model is model
+    path = res.records["onnx"]
     assert path.endswith("stage/m8.onnx")
     got = OrtModel(path)(test.x)
     with torch.no_grad():

@@ -206,7 +206,7 @@ def test_conv_reader_with_padding_keeps_non_zero_constants():
 def test_remove_dead_config_round_trip_needs_permanent_and_kmeans_follows(digits, tmp_path):
     import copy
 
-    from torchslim.core import ConfigError, Context, apply, config_class
+    from torchslim.core import ConfigError, Context, apply, apply_stage, config_class
     for name in ("prune.agp", "prune.unstructured"):
         cls = config_class(name)
         cfg = cls.from_dict({"permanent": True, "remove_dead": True, "sparsity": 0.5})
@@ -225,8 +225,9 @@ def test_remove_dead_config_round_trip_needs_permanent_and_kmeans_follows(digits
     before = copy.deepcopy(model)
     apply(before, config_class("prune.unstructured").from_dict({**cfg.to_dict(), "remove_dead": False}), Context(
         train_data=train, calib_data=train, out_dir=tmp_path / "ref", progress=False))
-    model = apply(model, cfg, ctx)
-    assert ctx.extras["dead_units"] and model.fc2.in_features < 300
+    res = apply_stage(model, cfg, ctx)
+    model = res.model
+    assert res.records["dead_units"] and model.fc2.in_features < 300
     x = example_inputs(model, batch=16)[0]
     with torch.no_grad():
         assert torch.allclose(model(x), before(x), atol=1e-6, rtol=0)

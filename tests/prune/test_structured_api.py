@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import torchslim
 from torchslim.artifact import load, save
-from torchslim.core import Context, apply
+from torchslim.core import Context, apply, apply_stage
 from torchslim.core.errors import ConfigError, ModelError
 from torchslim.core.scope import Scope
 from torchslim.prune import SlimmingPenalty, StructuredConfig, count_cost, structured
@@ -147,11 +147,12 @@ def test_handler_prunes_and_finetunes(tmp_path, mnist_small):
     cfg = StructuredConfig(ratio=0.5, target="macs", importance="activation",
                            finetune=TrainConfig(epochs=1, max_steps_per_epoch=3, batch_size=32))
     ctx = Context(train_data=train, calib_data=train.take(64), dataset="mnist", stage_out=tmp_path, progress=False)
-    p = apply(m, cfg, ctx)
+    res = apply_stage(m, cfg, ctx)
+    p = res.model
     x = (torch.rand(1, 1, 28, 28),)
     assert abs(1 - _macs(p, x) / _macs(m, x) - 0.5) <= 0.025
     assert (tmp_path / "finetune" / "checkpoints" / "last.pt").exists()
-    assert ctx.extras["structured"]["groups"]
+    assert res.records["structured"]["groups"]
 
 
 def test_slimming_penalty_is_l1_of_bn_scales():

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from torchslim.core import ConfigError, Context, Scope, apply, config_class
+from torchslim.core import ConfigError, Context, Scope, apply, apply_stage, config_class
 from torchslim.prune import check_nm, is_masked, sparsity_report
 from torchslim.train import TrainConfig
 
@@ -65,7 +65,7 @@ def setup(digits):
 
 def _ctx(setup, tmp_path):
     _, tr, calib, test = setup
-    return Context(train_data=tr, calib_data=calib, test_data=test, stage_out=tmp_path, progress=False)
+    return Context(train_data=tr, calib_data=calib, stage_out=tmp_path, progress=False)
 
 
 def test_unstructured_handler_iterative_with_data_criterion(setup, tmp_path):
@@ -82,10 +82,11 @@ def test_unstructured_handler_iterative_with_data_criterion(setup, tmp_path):
 def test_unstructured_handler_allocation_and_permanent(setup, tmp_path):
     cfg = config_class("prune.unstructured")(sparsity=0.7, allocate="params", permanent=True)
     ctx = _ctx(setup, tmp_path)
-    model = apply(copy.deepcopy(setup[0]), cfg, ctx)
+    res = apply_stage(copy.deepcopy(setup[0]), cfg, ctx)
+    model = res.model
     assert not is_masked(model.fc1)
     assert sparsity_report(model)["sparsity"] == pytest.approx(0.7, abs=2e-3)
-    assert set(ctx.extras["layer_sparsity"]) == {"fc1", "fc2", "fc3"} and "sensitivity" in ctx.extras
+    assert set(res.records["layer_sparsity"]) == {"fc1", "fc2", "fc3"} and "sensitivity" in res.records
 
 
 def test_nm_agp_lottery_handlers(setup, tmp_path):
@@ -99,8 +100,9 @@ def test_nm_agp_lottery_handlers(setup, tmp_path):
     rest = [rep[n] for n in ("fc2", "fc3")]
     assert sum(r["sparsity"] * r["params"] for r in rest) / sum(r["params"] for r in rest) == pytest.approx(0.85, abs=1e-3)
     ctx = _ctx(setup, tmp_path / "lt")
-    m = apply(copy.deepcopy(setup[0]), config_class("prune.lottery").from_dict(EXAMPLES["prune.lottery"]), ctx)
-    assert [h["round"] for h in ctx.extras["lottery_history"]] == [0, 1, 2]
+    res = apply_stage(copy.deepcopy(setup[0]), config_class("prune.lottery").from_dict(EXAMPLES["prune.lottery"]), ctx)
+    m = res.model
+    assert [h["round"] for h in res.records["lottery_history"]] == [0, 1, 2]
     assert sparsity_report(m)["layers"]["fc1"]["sparsity"] == pytest.approx(1 - 0.7 ** 2, abs=1e-3)
     assert (tmp_path / "lt" / "reinit" / "checkpoints" / "last.pt").exists()
     with pytest.raises(Exception, match="train_data"):

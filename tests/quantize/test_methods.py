@@ -9,7 +9,7 @@ import torch
 
 import torchslim
 from torchslim.analysis.evaluate import evaluate
-from torchslim.core import Context, apply
+from torchslim.core import Context, apply, apply_stage
 from torchslim.core.config import registered_configs
 from torchslim.quantize import (DynamicConfig, HalfConfig, KMeansConfig, MixedConfig, PTQConfig, QATConfig,
                                 WeightOnlyConfig, WeightSharing, choose_bits, codebook_of, kmeans_1d, quant_layers,
@@ -46,7 +46,8 @@ def test_handler_accuracy_and_artifact_round_trip(case, lenet5, tmp_path):
     m, calib, test, train = lenet5
     base = evaluate(m, test)["accuracy"]
     ctx = Context(train_data=train, calib_data=calib, progress=False, stage_out=tmp_path / "stage")
-    q = apply(m, CASES[case], ctx)
+    res = apply_stage(m, CASES[case], ctx)
+    q = res.model
     acc = evaluate(q, test)["accuracy"]
     assert acc >= base - 0.03, (case, base, acc)
     path = torchslim.artifact.save(q, tmp_path / "q.safetensors")
@@ -62,7 +63,7 @@ def test_handler_accuracy_and_artifact_round_trip(case, lenet5, tmp_path):
                 mags = mags[mags > 0]
                 assert len(mags) <= 15 and torch.equal(torch.log2(mags), torch.round(torch.log2(mags)))
     if case == "mixed":
-        bits = ctx.extras["mixed_bits"]
+        bits = res.records["mixed_bits"]
         assert set(bits) == {"conv1", "conv2", "fc1", "fc2"} and set(bits.values()) <= {4, 8}
         sizes = {n: m.get_submodule(n).weight.numel() for n in bits}
         assert sum(sizes[n] * bits[n] for n in bits) <= 5.0 * sum(sizes.values())

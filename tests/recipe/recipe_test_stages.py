@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from torchslim.core import Config, ConfigError, register_config, register_handler
+from torchslim.core import Config, ConfigError, StageResult, register_config, register_handler
 from torchslim.train import Callback, TrainConfig, fit
 
 CALLS: list[str] = []
@@ -41,9 +41,8 @@ def _zero_small(model, cfg: ZeroSmall, ctx):
                 if k:
                     thr = w.abs().reshape(-1).kthvalue(k).values
                     w[w.abs() <= thr] = 0
-    ctx.extras["zeroed"] = cfg.fraction
-    ctx.extras["sensitivity"] = {"fc": {"x": [0.0, 0.5, 0.9], "accuracy": [0.9, 0.85, 0.5]}}
-    return model
+    return StageResult(model, records={"zeroed": cfg.fraction,
+                                       "sensitivity": {"fc": {"x": [0.0, 0.5, 0.9], "accuracy": [0.9, 0.85, 0.5]}}})
 
 
 class _KillAt(Callback):
@@ -70,8 +69,7 @@ def _finetune(model, cfg: Finetune, ctx):
     cbs = [_KillAt(cfg.kill_at_epoch, Path(cfg.flag))] if cfg.kill_at_epoch is not None else []
     res = fit(model, ctx.train_data, cfg.finetune, loss_fn=ctx.loss_fn, out_dir=ctx.stage_out, callbacks=cbs,
               progress=False)
-    ctx.extras["loss"] = None if ctx.loss_fn is None else type(ctx.loss_fn).__name__
-    ctx.extras["teacher_params"] = None if ctx.teacher is None else sum(p.numel() for p in ctx.teacher.parameters())
-    ctx.extras["resumed_from"] = res.resumed_from
-    ctx.extras["epochs_run"] = len(res.history)
-    return model
+    return StageResult(model, records={
+        "loss": None if ctx.loss_fn is None else type(ctx.loss_fn).__name__,
+        "teacher_params": None if ctx.teacher is None else sum(p.numel() for p in ctx.teacher.parameters()),
+        "resumed_from": res.resumed_from, "epochs_run": len(res.history)})

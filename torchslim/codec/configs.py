@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..core.config import Config, register_config, register_handler
 from ..core.errors import ConfigError
+from ..core.stage import StageResult
 from .tensorcodec import MAX_INDEX_BITS
 
 __all__ = ["EncodeConfig"]
@@ -43,7 +44,6 @@ def _encode(model, config: EncodeConfig, ctx):
                           "run it inside a recipe or pass Context(out_dir=...)")
     path = Path(folder) / config.filename
     stats = save_compact(model, path, index_bits=config.index_bits, huffman=config.huffman, fp16=config.fp16)
-    ctx.extras["artifact"] = str(path)
-    ctx.extras["codec"] = {k: stats[k] for k in ("file_bytes", "header_bytes", "dense_fp32_bytes", "compression_ratio")}
-    ctx.extras["codec_layers"] = stats_records(stats)  # per layer: bits before/after Huffman, entropy bound
-    return model
+    return StageResult(model, artifact=path, records={
+        "codec": {k: stats[k] for k in ("file_bytes", "header_bytes", "dense_fp32_bytes", "compression_ratio")},
+        "codec_layers": stats_records(stats)})  # per layer: bits before/after Huffman, entropy bound

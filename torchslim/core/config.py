@@ -214,9 +214,13 @@ def register_config(name: str):
 
 
 def register_handler(config_cls: type):
-    """Decorator: ``fn(model, config, ctx) -> model`` applies configs of this type."""
+    """Decorator: ``fn(model, config, ctx) -> StageResult`` applies configs of
+    this type (a plain model return is accepted too). One handler per type."""
 
     def deco(fn):
+        old = _HANDLERS.get(config_cls)
+        if old is not None and (old.__module__, old.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise ConfigError(f"{config_cls.__qualname__} already has a handler ({old.__module__}.{old.__qualname__})")
         _HANDLERS[config_cls] = fn
         return fn
 
@@ -236,34 +240,53 @@ def registered_configs() -> dict[str, type[Config]]:
     return dict(_CONFIGS)
 
 
-def apply(model, config: Config, ctx=None):
-    """Apply ``config`` to ``model`` through the handler registered for its type."""
+def apply_stage(model, config: Config, ctx=None):
+    """Apply ``config`` to ``model`` through the handler registered for its
+    type; returns a ``StageResult`` (model, artifact it wrote, records)."""
+    from .stage import StageResult
+
     _load_method_modules()
     for klass in type(config).__mro__:
         if klass in _HANDLERS:
-            return _HANDLERS[klass](model, config, ctx)
+            out = _HANDLERS[klass](model, config, ctx)
+            if isinstance(out, StageResult):
+                return out
+            return StageResult(model if out is None else out)
     raise ConfigError(f"no handler is registered for {type(config).__name__}")
 
 
-# Method families register their configs on import; importing them lazily keeps
-# `import torchslim` light.
-METHOD_MODULES = [
-    "torchslim.train.config",
-    "torchslim.prune",
-    "torchslim.quantize",
-    "torchslim.distill",
-    "torchslim.decompose",
-    "torchslim.codec",
-    "torchslim.export",
-]
+def apply(model, config: Config, ctx=None):
+    """``apply_stage(...).model``: the model with ``config`` applied."""
+    return apply_stage(model, config, ctx).model
+
+
+# Method families register their configs on import; they are found by
+# convention, not listed: every subpackage of torchslim with a ``configs``
+# module is a method family (a new family is one new package; a third-party
+# family registers by importing torchslim.core and calling register_config).
+_LOADED = False
+
+
+def method_packages() -> list[str]:
+    """Subpackages of torchslim that hold a ``configs`` module."""
+    import importlib.util
+    import pkgutil
+
+    import torchslim
+
+    out = []
+    for info in pkgutil.iter_modules(torchslim.__path__):
+        if info.ispkg and importlib.util.find_spec(f"torchslim.{info.name}.configs") is not None:
+            out.append(f"torchslim.{info.name}")
+    return sorted(out)
 
 
 def _load_method_modules() -> None:
+    global _LOADED
+    if _LOADED:
+        return
     import importlib
 
-    for mod in METHOD_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:  # a real import error inside the module
-                raise
+    for mod in method_packages():
+        importlib.import_module(mod)  # a family's package imports its modules (handlers may live beside configs)
+    _LOADED = True

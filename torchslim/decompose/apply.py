@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from ..artifact.specs import set_submodule
 from ..core.errors import ConfigError
+from ..core.stage import StageResult
 from .configs import CPConfig, SeparableConfig, SVDConfig, TuckerConfig
 from .cp import cp_conv
 from .rank import (cp_rank_for_keep, energy_rank, input_sizes, module_macs, sensitivity_keeps, svd_rank_for_keep,
@@ -116,20 +117,19 @@ def decompose(model: nn.Module, config, *, example_inputs: tuple | None = None, 
     return records
 
 
-def decompose_stage(model: nn.Module, config, ctx) -> nn.Module:
+def decompose_stage(model: nn.Module, config, ctx) -> StageResult:
     """The handler behind every ``decompose.*`` config."""
     from ..core.context import Context
 
     ctx = ctx or Context()
     original = copy.deepcopy(model).eval() if (config.finetune is not None and config.distill is not None) else None
     records = decompose(model, config, example_inputs=ctx.example_inputs, calib_data=ctx.calib_data)
-    ctx.extras["decompose"] = records
     if config.finetune is not None:
         if ctx.train_data is None:
             raise ConfigError(f"{type(config).__name__}.finetune needs training data (ctx.train_data)")
         finetune(model, ctx.train_data, config.finetune, teacher=original, distill=config.distill,
                  loss_fn=ctx.loss_fn, out_dir=ctx.stage_out, progress=ctx.progress)
-    return model
+    return StageResult(model, records={"decompose": records})
 
 
 def finetune(model: nn.Module, train_data, train_cfg, *, teacher: nn.Module | None = None, distill=None,

@@ -1,7 +1,7 @@
 """The ``export.onnx`` stage: write the current model as an ONNX file (float,
 static int8 QDQ or dynamic int8) into the stage folder; the model itself is
 returned unchanged and the file's path is recorded in
-``ctx.extras["onnx"]``.
+the stage's records (``onnx``).
 
 Calibration for static int8 (when the model was not quantized by
 ``torchslim.quantize``) and the choice of float layers for dynamic int8 use
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..core.config import Config, register_config, register_handler
 from ..core.errors import ConfigError
+from ..core.stage import StageResult
 
 __all__ = ["ExportOnnxConfig"]
 
@@ -63,6 +64,4 @@ def export_onnx_stage(model, cfg: ExportOnnxConfig, ctx):
         raise ConfigError("export.onnx: this export needs calibration data (ctx.calib_data); "
                           "a recipe provides it with data.calib")
     path = to_onnx(model, out_dir / cfg.file, inputs, int8=int8, calib=calib or None, keep_float=cfg.keep_float)
-    if ctx is not None:
-        ctx.extras["onnx"] = str(path)
-    return model
+    return StageResult(model, records={"onnx": str(path)})

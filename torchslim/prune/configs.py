@@ -17,6 +17,7 @@ import torch.nn as nn
 from ..core.config import Config, register_config, register_handler
 from ..core.errors import ConfigError, DataError
 from ..core.scope import Scope
+from ..core.stage import StageResult
 from ..train import TrainConfig
 from . import masks as M
 from .importance import CRITERIA, DATA_CRITERIA
@@ -193,15 +194,15 @@ def _common(ctx) -> dict:
             "progress": getattr(ctx, "progress", True)}
 
 
-def _finish(model: nn.Module, permanent: bool, ctx=None, remove_dead: bool = False) -> nn.Module:
+def _finish(model: nn.Module, permanent: bool, ctx=None, remove_dead: bool = False,
+            records: dict | None = None) -> StageResult:
     model = M.remove(model) if permanent else M.refresh(model)
+    records = dict(records or {})
     if remove_dead:
         from .dead import remove_dead_units
 
-        removed = remove_dead_units(model, _example_batch(model, ctx))
-        if ctx is not None:
-            ctx.extras["dead_units"] = removed
-    return model
+        records["dead_units"] = remove_dead_units(model, _example_batch(model, ctx))
+    return StageResult(model, records=records)
 
 
 def _example_batch(model: nn.Module, ctx) -> tuple:
@@ -219,6 +220,7 @@ def _apply_unstructured(model: nn.Module, cfg: UnstructuredConfig, ctx) -> nn.Mo
     from .schedules import iterative, one_shot
 
     layer_amounts = dict(cfg.layer_sparsity) or None
+    records: dict = {}
     calib = _calib(ctx, cfg.criterion)
     if cfg.allocate != "none":
         from .sensitivity import allocate, sensitivity_scan
@@ -228,9 +230,7 @@ def _apply_unstructured(model: nn.Module, cfg: UnstructuredConfig, ctx) -> nn.Mo
                                 scope=cfg.scope, example_inputs=getattr(ctx, "example_inputs", None),
                                 latency=cfg.allocate == "latency")
         layer_amounts = allocate(scan, cfg.sparsity, budget=cfg.allocate)
-        if ctx is not None:
-            ctx.extras["sensitivity"] = scan.to_dict()
-            ctx.extras["layer_sparsity"] = layer_amounts
+        records = {"sensitivity": scan.to_dict(), "layer_sparsity": layer_amounts}
     train = None
     if cfg.finetune is not None and cfg.finetune.epochs > 0:
         train = _need(ctx, "train_data", "fine-tuning")
@@ -245,7 +245,7 @@ def _apply_unstructured(model: nn.Module, cfg: UnstructuredConfig, ctx) -> nn.Mo
         iterative(model, cfg.sparsity, train, cycles=cfg.cycles, finetune=cfg.finetune, criterion=cfg.criterion,
                   scope=cfg.scope, ranking=cfg.ranking, layer_amounts=layer_amounts, calib_data=calib,
                   unused_units=cfg.unused_units, **common)
-    return _finish(model, cfg.permanent, ctx, cfg.remove_dead)
+    return _finish(model, cfg.permanent, ctx, cfg.remove_dead, records)
 
 
 @register_handler(NMConfig)
@@ -289,11 +289,9 @@ def _apply_lottery(model: nn.Module, cfg: LotteryConfig, ctx) -> nn.Module:
                          scope=cfg.scope, ranking=cfg.ranking, layer_rates=dict(cfg.layer_rates) or None,
                          loss_fn=common["loss_fn"], out_dir=common["out_dir"], progress=common["progress"])
     model = res.model
-    if ctx is not None:
-        ctx.extras["lottery_history"] = res.history
     if cfg.reinit:
         model = random_reinit(model, seed=cfg.finetune.seed + 1)
         out = common["out_dir"]
         fit(model, train, cfg.finetune, loss_fn=common["loss_fn"], out_dir=None if out is None else Path(out) / "reinit",
             progress=common["progress"])
-    return _finish(model, cfg.permanent)
+    return _finish(model, cfg.permanent, records={"lottery_history": res.history})

@@ -14,6 +14,7 @@ import torch.nn as nn
 from ..core.config import Config, register_config, register_handler
 from ..core.errors import ConfigError, DataError
 from ..core.scope import Scope
+from ..core.stage import StageResult
 from ..train import TrainConfig
 
 __all__ = ["StructuredConfig"]
@@ -146,9 +147,7 @@ def _apply_structured(model: nn.Module, cfg: StructuredConfig, ctx) -> nn.Module
         if data is None:
             raise DataError("prune.structured: recalibrate_bn needs calibration or training data in the context")
         recalibrate_bn(pruned, data, batches=cfg.recalibrate_bn)
-    if ctx is not None and hasattr(ctx, "extras"):
-        ctx.extras["structured"] = pruned.torchslim_structured
     if cfg.finetune is not None:
         fit(pruned, ctx.train_data, cfg.finetune, loss_fn=ctx.loss_fn, out_dir=_out(ctx, "finetune"),
             progress=ctx.progress)
-    return pruned
+    return StageResult(pruned, records={"structured": pruned.torchslim_structured})

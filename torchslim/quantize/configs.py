@@ -117,7 +117,7 @@ class MixedConfig(Config):
     """Mixed precision: per-layer weight bits from ``candidate_bits`` chosen
     by sensitivity (``loss`` probe or ``hessian`` trace) so the average weight
     bit width is at most ``avg_bits``; activations at ``act_bits`` (null =
-    float). The chosen bits are in ctx.extras["mixed_bits"]."""
+    float). The chosen bits are in the stage's records (``mixed_bits``)."""
 
     candidate_bits: tuple[int, ...] = (2, 4, 8)
     avg_bits: float = 4.0

@@ -10,7 +10,7 @@ Sensitivity of layer L at b bits, measured on calibration data:
 Selection (greedy): start every layer at the widest candidate and, while
 the average weight bits exceed the budget, take the step (one layer one
 candidate narrower) that adds the least sensitivity per bit saved; then spend
-any budget left on the upgrades that remove the most sensitivity per bit. The chosen bits are returned and kept in ``ctx.extras["mixed_bits"]``.
+any budget left on the upgrades that remove the most sensitivity per bit. The chosen bits are returned (and in the stage's records, ``mixed_bits``).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..core.config import register_handler
 from ..core.scope import Scope
+from ..core.stage import StageResult
 from .calib import calib_batches
 from .configs import MixedConfig
 from .kernels import expand_param, fake_quantize
@@ -169,8 +170,4 @@ def quantize_mixed(model: nn.Module, calib_data, cfg: MixedConfig = MixedConfig(
 @register_handler(MixedConfig)
 def _mixed_handler(model, cfg: MixedConfig, ctx):
     model, report = quantize_mixed(model, ctx.calib_data, cfg, loss_fn=ctx.loss_fn)
-    if ctx is not None:
-        ctx.extras["mixed_bits"] = report["bits"]
-        ctx.extras["mixed_report"] = report
-        ctx.logger.info("mixed precision bits per layer: %s (average %.2f)", report["bits"], report["avg_bits"])
-    return model
+    return StageResult(model, records={"mixed_bits": report["bits"], "mixed_report": report})

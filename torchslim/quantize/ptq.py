@@ -14,6 +14,7 @@ import torch.nn as nn
 from ..artifact.specs import set_submodule
 from ..core.config import register_handler
 from ..core.scope import Scope
+from ..core.stage import StageResult
 from .adaround import adaround_layer
 from .bias_correction import correct_bias
 from .bnfold import fold_batchnorm
@@ -124,5 +125,6 @@ def quantize_static(model: nn.Module, calib_data, config: PTQConfig = PTQConfig(
 
 
 @register_handler(PTQConfig)
-def _ptq_handler(model, cfg: PTQConfig, ctx):
-    return quantize_static(model, ctx.calib_data, cfg)
+def _ptq_handler(model, cfg: PTQConfig, ctx) -> StageResult:
+    model = quantize_static(model, ctx.calib_data, cfg)
+    return StageResult(model, records={"quant_report": getattr(model, "torchslim_quant_report", {})})

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..core.config import register_handler
+from ..core.stage import StageResult
 from .calib import calib_batches, capture_inputs
 from .configs import WeightOnlyConfig
 from .gptq import gptq_layer
@@ -54,5 +55,6 @@ def _pow2(model: nn.Module, cfg: WeightOnlyConfig) -> nn.Module:
 
 
 @register_handler(WeightOnlyConfig)
-def _weight_only_handler(model, cfg: WeightOnlyConfig, ctx):
-    return quantize_weight_only(model, ctx.calib_data, cfg)
+def _weight_only_handler(model, cfg: WeightOnlyConfig, ctx) -> StageResult:
+    model = quantize_weight_only(model, ctx.calib_data, cfg)
+    return StageResult(model, records={"quant_report": getattr(model, "torchslim_quant_report", {})})

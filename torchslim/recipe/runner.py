@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..core.config import apply
+from ..core.config import apply_stage
 from ..core.context import Context
 from ..core.errors import ConfigError
 from .schema import Recipe, load_recipe
@@ -147,7 +147,6 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
     from ..artifact import load, save
     from ..artifact.format import atomic_write_bytes
     from ..zoo import example_inputs
-    from . import train_stage  # noqa: F401  (registers the "train" handler)
     from .measure import measure_model
 
     recipe = load_recipe(recipe_or_path, overrides)
@@ -172,7 +171,8 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
     if is_user_data(ds_name):  # your own data: a wrong shape or label range fails now, not mid-stage
         check_data_fits(model, train, where=f"data.dataset {ds_name!r}")
     inputs = example_inputs(model, ds_name, batch=recipe.measure.latency_batch)
-    ctx = Context(train_data=train, test_data=test, calib_data=calib, example_inputs=inputs, dataset=ds_name,
+    # handlers get the training and selection splits only; the test split stays here, for measuring
+    ctx = Context(train_data=train, calib_data=calib, example_inputs=inputs, dataset=ds_name,
                   out_dir=out, seed=recipe.seed, progress=progress)
 
     # ---- what is already done --------------------------------------------
@@ -199,7 +199,6 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
         baseline_rec = None
     if done >= 0:
         model = load(stages_dir / recipe.stages[done].folder / STAGE_ARTIFACT)
-        ctx.extras.update(records[-1].get("extras_state") or {})
         _say(f"resuming {recipe.name} after stage {done} ({recipe.stages[done].name}) in {out}", progress)
 
     def measure_baseline(m: torch.nn.Module) -> dict:
@@ -230,29 +229,23 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
         if st.index > recipe.baseline:
             # a fresh copy per stage (trained at most once, then read from disk): a stage's distillation
             # loss may tap the teacher's layers with hooks, which must not carry over to the next stage
-            ctx.teacher = _teacher(recipe, out, ctx, progress)
+            ctx.teacher = _teacher(recipe, out, ctx, progress, test)
             if recipe.distill is not None:
                 from ..distill import make_loss
 
                 ctx.loss_fn = make_loss(recipe.distill, ctx.teacher, model)
-        before = {k: json.dumps(_jsonable(v), sort_keys=True, default=str) for k, v in ctx.extras.items()}
         t0 = time.perf_counter()
         torch.manual_seed(recipe.seed + st.index)
-        result = apply(model, st.config, ctx)
-        if result is not None:
-            model = result
+        result = apply_stage(model, st.config, ctx)
+        model = result.model
         seconds = time.perf_counter() - t0
-        changed = {k: _jsonable(v) for k, v in ctx.extras.items()
-                   if before.get(k) != json.dumps(_jsonable(v), sort_keys=True, default=str)}
         path = save(model, sdir / STAGE_ARTIFACT, metadata={"dataset": ds_name, "stage": st.name})
-        own = changed.get("artifact")
-        artifact = Path(own) if own else path
+        artifact = Path(result.artifact) if result.artifact else path
         rec = {"index": st.index, "name": st.name, "kind": st.kind, "config": st.config.to_dict(),
                "fingerprint": fps[st.index], "seconds": seconds,
                "artifact": _rel(artifact, out), "stage_artifact": _rel(path, out),
-               "extras": {k: v for k, v in changed.items() if v is not None},
-               "extras_state": {k: _jsonable(v) for k, v in ctx.extras.items() if _jsonable(v) is not None
-                                and k not in ("fit_history", "fit_resumed_from")}}
+               "own_artifact": _rel(artifact, out) if result.artifact else None,
+               "extras": {k: v for k, v in ((k, _jsonable(v)) for k, v in result.records.items()) if v is not None}}
         rec.update(_measure_stage(model, artifact, test, inputs, recipe, progress, holdout=ctx.calib_data,
                                   reference=_reference(out, test)))
         rec["status"] = "done"
@@ -285,7 +278,7 @@ def _rel(path: Path, out: Path) -> str:
         return str(path)
 
 
-def _teacher(recipe: Recipe, out: Path, ctx=None, progress: bool = False):
+def _teacher(recipe: Recipe, out: Path, ctx=None, progress: bool = False, test=None):
     if recipe.teacher is None:
         return None
     from ..artifact import load
@@ -295,7 +288,7 @@ def _teacher(recipe: Recipe, out: Path, ctx=None, progress: bool = False):
             else Path(recipe.model.artifact)
         t = load(path)
     elif getattr(recipe.teacher, "train", None) is not None:
-        t = _trained_teacher(recipe, out, ctx, progress)
+        t = _trained_teacher(recipe, out, ctx, progress, test)
     else:
         t = _build_model(recipe.teacher, recipe.data.dataset)
     for p in t.parameters():
@@ -308,7 +301,7 @@ def _teacher_fingerprint(recipe: Recipe) -> str:
     return _hash({"teacher": d["teacher"], "data": d["data"], "seed": d["seed"]})
 
 
-def _trained_teacher(recipe: Recipe, out: Path, ctx, progress: bool):
+def _trained_teacher(recipe: Recipe, out: Path, ctx, progress: bool, test):
     """The recipe's own teacher: trained once on the training split into
     ``out/teacher`` (resumed from its last epoch after a kill, retrained when
     the teacher spec, data or seed change), then reused by every stage."""
@@ -341,7 +334,7 @@ def _trained_teacher(recipe: Recipe, out: Path, ctx, progress: bool):
     rec = {"fingerprint": fp, "status": "done", "artifact": _rel(path, out), "seconds": seconds,
            "resumed_from": result.resumed_from,
            "params": sum(p.numel() for p in model.parameters()),
-           "accuracy": float(evaluate(model, ctx.test_data)["accuracy"])}
+           "accuracy": float(evaluate(model, test)["accuracy"])}
     if ctx.calib_data is not None:
         rec["holdout_accuracy"] = float(evaluate(model, ctx.calib_data)["accuracy"])
     _write_json(tdir / "teacher.json", rec)
@@ -398,9 +391,9 @@ def _finish(recipe: Recipe, out: Path, model, ctx, baseline_rec: dict, records: 
     from ..report.json_report import build_report, write_report
     from .measure import compare_models_latency, measure_model
 
-    produced = ctx.extras.get("artifact")
-    if produced and Path(produced).is_file():
-        src = Path(produced)
+    produced = next((r["own_artifact"] for r in reversed(records) if r.get("own_artifact")), None)
+    if produced and (out / produced).is_file():
+        src = out / produced
         final_path = out / f"model{''.join(src.suffixes) or '.bin'}"
         if src.resolve() != final_path.resolve():
             atomic_write_bytes(final_path, src.read_bytes())
