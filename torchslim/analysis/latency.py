@@ -188,9 +188,12 @@ def _as_runnable(model: nn.Module, runtime: str, threads: int | None, example: t
     export written to ``path`` (``"onnxruntime"``)."""
     if runtime == "torch":
         return model
-    from ..export import OrtModel, to_onnx
+    from ..runtime.onnx_float import default_io_names, export_float, write_model
+    from ..runtime.ort import OrtModel
 
-    return OrtModel(to_onnx(model.eval(), path, example), threads=threads or torch.get_num_threads())
+    model = model.eval()
+    proto = export_float(model, example, output_names=default_io_names(model, example)[1])
+    return OrtModel(write_model(proto, path), threads=threads or torch.get_num_threads())
 
 
 def speedup_fn(input_sets, *, runtime: str = "torch", threads: int | None = None, repeats: int = 30,
@@ -199,7 +202,7 @@ def speedup_fn(input_sets, *, runtime: str = "torch", threads: int | None = None
     ``compare_latency`` of the two models on every input set in ``input_sets``
     (a list of input tuples, e.g. batch 1 and batch 32), then the ``"min"`` or
     the ``"mean"`` of the median ratios. ``runtime="onnxruntime"`` exports both
-    models to float ONNX first (``torchslim.export.to_onnx``, in a temporary
+    models to float ONNX first (``torchslim.runtime.export_float``, in a temporary
     folder) and times ONNX Runtime sessions at ``threads`` intra-op threads;
     ``"torch"`` times the modules in eager PyTorch."""
     if runtime not in RUNTIMES:

@@ -62,6 +62,13 @@ def plain_type(module: nn.Module) -> type:
     return cls
 
 
+def rebuildable(module: nn.Module) -> bool:
+    """Whether the artifact can record this module's structure with a
+    registered spec that builds or patches it."""
+    entry = _SPECS.get(type_key(plain_type(module)))
+    return entry is not None and (entry.build is not None or entry.patch is not None)
+
+
 def spec_of(module: nn.Module) -> dict | None:
     key = type_key(plain_type(module))
     entry = _SPECS.get(key)
@@ -90,7 +97,7 @@ def patch_from_spec(module: nn.Module, spec: dict) -> bool:
 
 
 # ---------------------------------------------------------------- built-in layers
-def _conv_spec(m: nn.modules.conv._ConvNd) -> dict:
+def conv_spec(m: nn.modules.conv._ConvNd) -> dict:
     return {
         "in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": list(m.kernel_size),
         "stride": list(m.stride), "padding": m.padding if isinstance(m.padding, str) else list(m.padding),
@@ -99,7 +106,7 @@ def _conv_spec(m: nn.modules.conv._ConvNd) -> dict:
 
 
 for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
-    register_module_spec(_cls, _conv_spec, (lambda c: lambda s: c(**s))(_cls))
+    register_module_spec(_cls, conv_spec, (lambda c: lambda s: c(**s))(_cls))
 
 register_module_spec(
     nn.Linear, lambda m: {"in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None},

@@ -22,7 +22,7 @@ from ..train.callbacks import Callback
 from .configs import DistillConfig
 from .losses import (attention_probs_loss, attention_transfer_loss, embedding_cosine_loss, hidden_state_loss,
                      hint_loss, soft_target_loss)
-from .teacher import EncoderTap, FeatureTap, Teacher, _unwrap
+from .teacher import EncoderTap, FeatureTap, Teacher, unwrap
 
 __all__ = ["DistillLoss", "make_loss"]
 
@@ -76,7 +76,7 @@ class DistillLoss:
         return model(x)
 
     def _attach(self, student: nn.Module) -> None:
-        student = _unwrap(student)
+        student = unwrap(student)
         if self._student_ref is student:
             return
         self.detach_student()
@@ -131,7 +131,7 @@ class DistillLoss:
     def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor):
         cfg = self.config
         self._attach(net)
-        training = _unwrap(net).training
+        training = unwrap(net).training
         if training:
             self._step_adapters()
         t = self.teacher(x)

@@ -14,7 +14,7 @@ from ..core.errors import ConfigError
 __all__ = ["FeatureTap", "Teacher", "hf_encoder", "sample_keys"]
 
 
-def _unwrap(net: nn.Module) -> nn.Module:
+def unwrap(net: nn.Module) -> nn.Module:
     return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
 
 
@@ -22,7 +22,7 @@ class FeatureTap:
     """Forward hooks on named submodules; ``outputs`` holds the latest output of each."""
 
     def __init__(self, model: nn.Module, names: Iterable[str], role: str = "model"):
-        self.model = _unwrap(model)
+        self.model = unwrap(model)
         self.outputs: dict[str, torch.Tensor] = {}
         self.handles = []
         modules = dict(self.model.named_modules())
@@ -49,7 +49,7 @@ class FeatureTap:
 def hf_encoder(model: nn.Module) -> nn.Module:
     """The Hugging Face encoder inside ``model`` (``model.bert`` for the zoo's
     MiniLM, or the model itself when it is a transformers PreTrainedModel)."""
-    model = _unwrap(model)
+    model = unwrap(model)
     for cand in (getattr(model, "bert", None), model):
         if cand is not None and hasattr(cand, "config") and hasattr(cand.config, "num_hidden_layers"):
             return cand

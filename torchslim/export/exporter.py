@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 
 from ..core.errors import ConfigError, ModelError
-from .onnx_float import default_io_names, export_float, write_model
+from ..runtime.onnx_float import default_io_names, export_float, write_model
 
 __all__ = ["to_onnx", "is_fake_quantized"]
 

@@ -40,7 +40,7 @@ import torch.fx as fx
 from .deps import Annot, DependencyGraph, Seg, Site
 from .export import ExportedGraph
 
-__all__ = ["PRef", "walk_exported", "register_aten_rule"]
+__all__ = ["PRef", "walk_exported", "register_aten_rule", "op_name", "tensor_shape"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +126,16 @@ def _annots(args) -> list[Annot]:
         elif isinstance(a, (list, tuple)):
             out.extend(_annots(a))
     return out
+
+
+def op_name(node: fx.Node) -> str:
+    """The ATen packet name of a node's target (``"view"``, ``"linear"``, ``"getitem"``)."""
+    return _op(node)
+
+
+def tensor_shape(node) -> tuple[int, ...] | None:
+    """The shape of the tensor a node produces (None for non-tensors)."""
+    return _shape(node)
 
 
 def _op(node: fx.Node) -> str:

@@ -578,12 +578,9 @@ def _resizable(model: nn.Module, owner: str) -> bool:
     """A parameter read directly by a forward can be sliced only if the
     artifact records its owner's structure (a registered module spec with a
     build or patch), so ``torchslim.load`` rebuilds the new shape."""
-    from ..artifact.specs import _SPECS, plain_type, type_key
+    from ..artifact.specs import rebuildable
 
-    if not owner:
-        return False
-    entry = _SPECS.get(type_key(plain_type(model.get_submodule(owner))))
-    return entry is not None and (entry.build is not None or entry.patch is not None)
+    return bool(owner) and rebuildable(model.get_submodule(owner))
 
 
 def _first(g, node, args, kwargs, shapes):

@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch.fx as fx
 import torch.nn as nn
 
-from .aten import _op, _shape
+from .aten import op_name as _op
+from .aten import tensor_shape as _shape
 from .export import ExportedGraph, export_graph
 
 __all__ = ["bn_pairs", "unit_links", "unit_links_with_path"]

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from ..core.errors import ModelError
 from .deps import Group
+from .sizes import is_size_attr
 
 __all__ = ["register_surgery", "register_fixup", "slice_tensors", "prune_groups", "surgery_for"]
 
@@ -106,8 +107,6 @@ def _generic(m: nn.Module, keeps: Keeps) -> None:
     GPT-2 Conv1D), and mark it so the artifact records its new shapes."""
     old = {t: getattr(m, t).shape for t in keeps}
     slice_tensors(m, keeps)
-    from .verify import _NOT_SIZE, SIZE_ATTR
-
     sizes: dict[int, set[int]] = defaultdict(set)
     for t, axes in keeps.items():
         for axis in axes:
@@ -118,8 +117,7 @@ def _generic(m: nn.Module, keeps: Keeps) -> None:
     unsliced = {n for t in old for a, n in enumerate(old[t]) if a not in keeps[t]}
     rec = dict(getattr(m, "torchslim_attrs", {}))
     for name, v in list(vars(m).items()):
-        if (type(v) is int and len(sizes.get(v, ())) == 1 and v not in unsliced and SIZE_ATTR.search(name)
-                and not _NOT_SIZE.search(name)):
+        if (type(v) is int and len(sizes.get(v, ())) == 1 and v not in unsliced and is_size_attr(name)):
             new = next(iter(sizes[v]))
             setattr(m, name, new)
             rec[name] = new
@@ -164,6 +162,12 @@ def _surgery_for(m: nn.Module) -> Callable[[nn.Module, Keeps], None]:
 def surgery_for(m: nn.Module) -> Callable[[nn.Module, Keeps], None]:
     """The slicing function for ``m``'s layer type (registered, or the generic one)."""
     return _surgery_for(m)
+
+
+def has_registered_surgery(m: nn.Module) -> bool:
+    """Whether ``m``'s layer type has its own surgery (it keeps its sizes right)."""
+    _surgery_for(m)  # registers the Hugging Face layer types on first sight
+    return any(k in _SURGERY for k in type(m).__mro__)
 
 
 def prune_groups(model: nn.Module, groups: list[Group], remove: dict[int, torch.Tensor],

@@ -28,20 +28,16 @@ import torch.nn as nn
 
 from .deps import DependencyGraph, Group
 from .export import output_tensors
+from .sizes import is_size_attr
 
 
 def has_surgery(m: nn.Module) -> bool:
-    from .surgery import _SURGERY, surgery_for
+    from .surgery import has_registered_surgery
 
-    surgery_for(m)  # registers the Hugging Face layer types on first sight
-    return any(k in _SURGERY for k in type(m).__mro__)
+    return has_registered_surgery(m)
 
-__all__ = ["fix_size_attributes", "dead_reference", "outputs_match", "SIZE_ATTR"]
+__all__ = ["fix_size_attributes", "dead_reference", "outputs_match"]
 
-# integer attributes that may hold a width (never a per-head size, an index or a count of layers)
-SIZE_ATTR = re.compile(r"(head|size|dim|split|hidden|width|channel|feature|embed|^nf$|^nx$|^n_|group|units)", re.I)
-_NOT_SIZE = re.compile(r"(head_dim|head_size|dim_head|d_head|d_k$|d_kv|idx|index|layer|num_layers|stride|kernel|"
-                       r"vocab|position|window|patch|image|max_)", re.I)
 
 
 def _kept(graph: DependencyGraph, groups: list[Group], remove: dict[int, torch.Tensor]) -> dict[int, int]:
@@ -112,7 +108,7 @@ def fix_size_attributes(model: nn.Module, graph: DependencyGraph, groups: list[G
         if has_surgery(mod):
             continue  # a layer type with its own surgery keeps its own sizes right
         for name, v in list(vars(mod).items()):
-            if type(v) is int and v == site.value and SIZE_ATTR.search(name) and not _NOT_SIZE.search(name):
+            if type(v) is int and v == site.value and is_size_attr(name):
                 changes[(site.module, name)] = (v, new)
     log = []
     for (path, name), (old, new) in changes.items():

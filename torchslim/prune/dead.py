@@ -214,7 +214,7 @@ def remove_dead_units(model: nn.Module, example_inputs) -> dict[str, dict[str, i
     only if its reader sees one value for it everywhere (a conv reader with
     padding sees zeros at the border, so its constant units are kept unless
     the constant is 0)."""
-    from ..graph.surgery import _surgery_for
+    from ..graph.surgery import surgery_for
 
     M.remove(model)
     paths = _links_with_path(model, example_inputs)
@@ -273,14 +273,14 @@ def remove_dead_units(model: nn.Module, example_inputs) -> dict[str, dict[str, i
             ka = {"weight": {0: keep}}
             if _bias_of(la) is not None:
                 ka["bias"] = {0: keep}
-            _surgery_for(la)(la, ka)
+            surgery_for(la)(la, ka)
             for m in between:
                 if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                     kb = {t: {0: keep} for t in ("weight", "bias", "running_mean", "running_var")
                           if getattr(m, t, None) is not None}
-                    _surgery_for(m)(m, kb)
+                    surgery_for(m)(m, kb)
             cols_keep = (keep[:, None] * k + torch.arange(k)[None, :]).flatten()
-            _surgery_for(lb)(lb, {"weight": {1: cols_keep}})
+            surgery_for(lb)(lb, {"weight": {1: cols_keep}})
             rec = out.setdefault(a, {"folded": 0, "removed": 0})
             rec["folded"] += folded
             rec["removed"] += int(gone.sum())

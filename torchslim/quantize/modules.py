@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..artifact.specs import _conv_spec, register_module_spec, set_submodule
+from ..artifact.specs import conv_spec, register_module_spec, set_submodule
 from ..core.scope import Scope
 from .fakequant import FakeQuantize
 
@@ -88,7 +88,7 @@ def to_quant(layer: nn.Module, *, weight_quant: FakeQuantize | None, input_quant
         q = QuantLinear(layer.in_features, layer.out_features, layer.bias is not None,
                         weight_quant=weight_quant, input_quant=input_quant)
     else:
-        s = _conv_spec(layer)
+        s = conv_spec(layer)
         q = qcls(**s, weight_quant=weight_quant, input_quant=input_quant)
     q.weight = layer.weight
     q.bias = layer.bias
@@ -102,7 +102,7 @@ def to_float(layer: nn.Module) -> nn.Module:
     if float_cls is nn.Linear:
         f = nn.Linear(layer.in_features, layer.out_features, layer.bias is not None)
     else:
-        f = float_cls(**_conv_spec(layer))
+        f = float_cls(**conv_spec(layer))
     f.weight = layer.weight
     f.bias = layer.bias
     return f
@@ -157,7 +157,7 @@ def _register():
     )
     for cls in (QuantConv1d, QuantConv2d):
         register_module_spec(
-            cls, lambda m: {**_conv_spec(m), **m._quant_spec()},
+            cls, lambda m: {**conv_spec(m), **m._quant_spec()},
             (lambda c: lambda s: _build(c, {k: v for k, v in s.items() if k not in ("weight_quant", "input_quant")}, s))(cls),
         )
 

@@ -16,7 +16,7 @@ import torch
 __all__ = ["measure_model", "compare_models_latency"]
 
 
-def _is_text(data) -> bool:
+def is_text_data(data) -> bool:
     return hasattr(data, "input_batches") and getattr(data, "attention_mask", None) is not None
 
 
@@ -32,7 +32,7 @@ def measure_model(model: torch.nn.Module, *, test_data, example_inputs: tuple, a
 
     model.eval()
     fid = None
-    if _is_text(test_data):
+    if is_text_data(test_data):
         from ..analysis.fidelity import embedding_fidelity
 
         fid = embedding_fidelity(reference if reference is not None else model, model, test_data)
@@ -53,7 +53,7 @@ def measure_model(model: torch.nn.Module, *, test_data, example_inputs: tuple, a
     }
     if fid is not None:
         out["fidelity"] = fid
-    if holdout_data is not None and _is_text(holdout_data):
+    if holdout_data is not None and is_text_data(holdout_data):
         from ..analysis.fidelity import embedding_fidelity
 
         out["holdout_fidelity"] = embedding_fidelity(reference if reference is not None else model, model,

@@ -352,10 +352,10 @@ def _reference(out: Path, test):
     """The baseline model, which a sentence encoder's fidelity is measured
     against (None for labelled data, or before the baseline exists)."""
     from ..artifact import load
-    from .measure import _is_text
+    from .measure import is_text_data
 
     path = out / BASELINE_ARTIFACT
-    return load(path) if _is_text(test) and path.is_file() else None
+    return load(path) if is_text_data(test) and path.is_file() else None
 
 
 def _measure_stage(model, artifact: Path, test, inputs, recipe: Recipe, progress: bool, holdout=None,

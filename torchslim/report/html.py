@@ -13,11 +13,11 @@ _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;colo
 table{border-collapse:collapse;margin:0.6em 0 1.4em}th,td{border:1px solid #ccc;padding:3px 8px;font-size:13px}
 th{background:#f1f1f1}td.n{text-align:right;font-variant-numeric:tabular-nums}caption{text-align:left;font-weight:600;
 margin-bottom:4px}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}pre{background:#f7f7f7;padding:8px;
-font-size:12px;overflow-x:auto}.note{color:#666;font-size:13px}"""
+font-size:12px;overflow-x:auto}.note{color:#666;font-size:13px}.wide{overflow-x:auto}"""
 
 
 def _cell(v) -> str:
-    from ..cli.common import fmt
+    from .format import fmt
 
     cls = ' class="n"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
     return f"<td{cls}>{html.escape(fmt(v))}</td>"
@@ -26,7 +26,8 @@ def _cell(v) -> str:
 def _table(title: str, cols: list, rows: list) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
     body = "".join("<tr>" + "".join(_cell(v) for v in r) + "</tr>" for r in rows)
-    return f"<table><caption>{html.escape(title)}</caption><tr>{head}</tr>{body}</table>"
+    # wide tables scroll inside their box instead of widening the page
+    return f'<div class="wide"><table><caption>{html.escape(title)}</caption><tr>{head}</tr>{body}</table></div>'
 
 
 def _img(png: bytes | None, alt: str) -> str:

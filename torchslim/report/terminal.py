@@ -8,7 +8,7 @@ def print_tables(tables, *, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..cli.common import fmt
+    from .format import fmt
 
     if console is None:
         console = Console()

@@ -63,7 +63,8 @@ from .streaming import LazyArray, StreamingDataset
 
 __all__ = ["DataSource", "UserData", "TextDataset", "KINDS", "STREAM_BYTES", "DEFAULT_TEST_FRACTION",
            "is_user_data", "parse_data_spec", "spec_string", "load_user_data", "load_user_dataset",
-           "user_dataset_info", "load_text", "stratified_split", "check_data_fits"]
+           "user_dataset_info", "load_text", "stratified_split", "check_data_fits", "check_inputs_fit",
+           "expected_inputs"]
 
 KINDS = ("npz", "npy", "images", "csv", "hf", "callable", "text")
 STREAM_BYTES = 1 << 30
@@ -164,8 +165,8 @@ def _detect_kind(path: str) -> str:
     if p.is_file():
         kind = _SUFFIXES.get(p.suffix.lower())
         if kind == "npy":
-            raise DataError(f"{path}: one .npy has no labels; give INPUTS.npy:LABELS.npy, or a folder holding x.npy "
-                            "and y.npy")
+            raise DataError(f"{path}: one .npy has no labels; give {path}:LABELS.npy (inputs:labels), or a folder "
+                            "holding x.npy and y.npy")
         if kind is None:
             raise DataError(f"{path}: unknown data file type {p.suffix!r}; use .npz, .npy (pairs), .csv or .txt "
                             "(or kind=...)")
@@ -248,9 +249,9 @@ def is_user_data(name: Any) -> bool:
         return True
     if not isinstance(name, str) or not name:
         return False
-    from .data import _DATASETS
+    from .data import dataset_names
 
-    if name in _DATASETS:
+    if name in dataset_names():
         return False
     return (any(c in name for c in "/\\?:") or Path(name).suffix.lower() in _SUFFIXES
             or Path(name).expanduser().exists())
@@ -557,7 +558,9 @@ def _load_text(src: DataSource, tokenizer: Any) -> UserData:
 
 
 # ---------------------------------------------------------------- fit to a model
-def _expected(model) -> str:
+def expected_inputs(model) -> str:
+    """What ``model`` takes, for messages: ``"1x8x8 per example"`` (from its
+    own example inputs or its recorded input shape), else a phrase."""
     try:
         from . import example_inputs
 
@@ -570,34 +573,50 @@ def _expected(model) -> str:
     return " and ".join("x".join(map(str, t.shape[1:])) or "scalars" for t in ex) + " per example"
 
 
+_expected = expected_inputs
+
+
+_DATA_FIX = "reshape the data (images: size=HxW, mode=L|RGB) or build the model for it (zoo models: dataset=...)"
+
+
 @torch.no_grad()
-def check_data_fits(model, data, *, where: str | None = None) -> None:
+def check_inputs_fit(model, inputs: tuple, *, where: str, fix: str = _DATA_FIX, error: type = DataError):
+    """Run ``model`` on ``inputs`` (a batch) and return its output; if it
+    fails, raise ``error`` naming ``where``, the given shape per example,
+    the shape the model takes, and ``fix``."""
+    was = getattr(model, "training", False)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        return model(*inputs)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        shape = "x".join(map(str, inputs[0].shape[1:])) or "scalars"
+        raise error(f"{where}: inputs of shape {shape} per example do not fit the model ({type(e).__name__}: "
+                    f"{msg}); it takes {_expected(model)}: {fix}") from None
+    finally:
+        if was:
+            model.train()
+
+
+def check_data_fits(model, data, *, where: str | None = None, num_classes: int | None = None) -> None:
     """Run ``model`` on the first two examples of ``data`` before anything
     long: a DataError names the data and says what to change when the inputs
-    do not fit the model, or the labels exceed its outputs."""
+    do not fit the model, or the labels exceed its outputs (those of ``data``
+    and, if given, ``num_classes``: the classes of the whole data set, both
+    splits)."""
     name = where or getattr(data, "name", "") or "data"
     if len(data) == 0:
         raise DataError(f"{name}: holds no examples; add data")
     n = min(2, len(data))
     inputs = data.inputs(0, n) if isinstance(data, TextDataset) else (data.x[:n],)
-    was = getattr(model, "training", False)
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    try:
-        out = model(*inputs)
-    except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        shape = "x".join(map(str, inputs[0].shape[1:]))
-        raise DataError(f"{name}: inputs of shape {shape} per example do not fit the model ({type(e).__name__}: "
-                        f"{msg}); it takes {_expected(model)}: reshape the data (images: size=HxW, mode=L|RGB) or "
-                        "build the model for it (zoo models: dataset=...)") from None
-    finally:
-        if was:
-            model.train()
+    out = check_inputs_fit(model, inputs, where=name)
     logits = getattr(out, "logits", out)
     if isinstance(data, TextDataset) or not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         return
     k, top = int(logits.shape[1]), int(data.y.max())
+    if num_classes:
+        top = max(top, int(num_classes) - 1)
     if top >= k:
         raise DataError(f"{name}: labels go up to {top} but the model has {k} outputs; build the model for this data "
                         f"(zoo models: dataset=...) or relabel to 0..{k - 1}")
