@@ -24,10 +24,16 @@ _LAZY = {
     "load_dataset": ("torchslim.zoo.data", "load_dataset"),
     "run_recipe": ("torchslim.recipe", "run_recipe"),
 }
-_NAMESPACES = ("core", "analysis", "zoo", "train", "artifact", "prune", "quantize", "distill", "decompose",
-               "nas", "codec", "export", "recipe", "report", "graph")
 
-__all__ = sorted(list(_LAZY) + list(_NAMESPACES))
+
+def _subpackages() -> list[str]:
+    """Every subpackage is a namespace (``torchslim.prune``, ...): found, not listed."""
+    import pkgutil
+
+    return sorted(i.name for i in pkgutil.iter_modules(__path__) if i.ispkg)
+
+
+__all__ = sorted(list(_LAZY) + _subpackages())
 
 
 def __getattr__(name: str):
@@ -36,7 +42,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(mod), attr)
         globals()[name] = value
         return value
-    if name in _NAMESPACES:
+    if name in _subpackages():
         value = importlib.import_module(f"torchslim.{name}")
         globals()[name] = value
         return value

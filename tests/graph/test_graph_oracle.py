@@ -1,4 +1,4 @@
-"""Oracle tests for structured pruning (DESIGN.md): make some internal channels
+"""Oracle tests for structured pruning (docs/ARCHITECTURE.md): make some internal channels
 dead by hand (zero a layer's filters/rows and what reads them), prune, and the
 outputs must stay equal. Dead channels have zero weight norm, so the L2
 criterion must pick exactly them; the test also checks the pruned shapes, so a

@@ -19,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 
 from ..core.errors import ArtifactError, ModelError
+from ..core.io import atomic_write_bytes  # noqa: F401  (public here too: artifact.atomic_write_bytes)
 from . import specs, tensors
 
 FORMAT = "torchslim"
@@ -32,15 +33,21 @@ def register_container(magic: bytes, loader) -> None:
     _LOADERS[magic] = loader
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def check_writable(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or an ArtifactError when no file can be written
+    there: it is a folder, or one of its parents is a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    if path.is_dir():
+        raise ArtifactError(f"{path}: is a folder; give a file path, e.g. {path / 'model.safetensors'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ArtifactError(f"{path}: {parent} is a file, so nothing can be written under it; choose an "
+                                    "output path inside a folder")
+            break
+    return path
+
+
 
 
 def arch_of(model: nn.Module, arch: dict | None = None) -> dict:
@@ -206,7 +213,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, arch: dict | None = None,
     """Save ``model`` as one artifact file (atomic write). ``sparse`` stores
     mostly-zero tensors as bitmap + values; ``fp16`` halves float tensors.
     ``metadata`` is any JSON-serialisable dict kept in the header."""
-    path = Path(path)
+    path = check_writable(path)  # before any work: a folder or a file in the way is a clear error
     arch_d = arch_of(model, arch)
     state = _permanent_state(model)
     aliases = _aliases(state)
@@ -230,9 +237,33 @@ def save(model: nn.Module, path: str | os.PathLike, *, arch: dict | None = None,
     return path
 
 
+def _not_safetensors(head: bytes) -> str | None:
+    """What a file is when its first bytes are no safetensors header (8-byte
+    length, then a JSON object), or None when they look like one."""
+    if len(head) >= 9 and head[8:9] == b"{":
+        return None
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive, e.g. a torch.save checkpoint (torchslim never unpickles)"
+    if head.startswith(b"\x80") and len(head) > 1 and head[1] <= 5:
+        return "a pickle (torchslim never unpickles)"
+    if not head:
+        return "an empty file"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "not in the safetensors format"
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     path = Path(path)
     _check_exists(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+    what = _not_safetensors(head)
+    if what is not None:
+        raise ArtifactError(f"{path}: not a torchslim artifact ({what}); give a file written by torchslim.save "
+                            "or a torchslim command (torchslim.load reads no other format)")
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
@@ -240,7 +271,14 @@ def read_metadata(path: str | os.PathLike) -> dict:
         raise ArtifactError(f"{path}: not a readable torchslim artifact ({e}); the file is corrupted or truncated, re-create it") from None
     if "torchslim" not in header:
         raise ArtifactError(f"{path}: a safetensors file without torchslim metadata; save models with torchslim.save")
-    meta = json.loads(header["torchslim"])
+    try:
+        meta = json.loads(header["torchslim"])
+    except ValueError as e:
+        raise ArtifactError(f"{path}: its torchslim metadata is not valid JSON ({e}); the file is corrupted, "
+                            "re-create it") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path}: its torchslim metadata is a {type(meta).__name__}, not a JSON object; the file "
+                            "is corrupted, re-create it")
     meta["_checksum"] = header.get("checksum")
     meta["_raw"] = header["torchslim"]
     return meta

@@ -1,4 +1,4 @@
-"""torchslim.export: see DESIGN.md. Public names are re-exported from the
+"""torchslim.export: see docs/ARCHITECTURE.md. Public names are re-exported from the
 submodules' `__all__` (add a method = add a module)."""
 from ..core.discover import export_submodules as _export
 

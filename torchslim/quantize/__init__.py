@@ -1,4 +1,4 @@
-"""torchslim.quantize: see DESIGN.md. Public names are re-exported from the
+"""torchslim.quantize: see docs/ARCHITECTURE.md. Public names are re-exported from the
 submodules' `__all__` (add a method = add a module)."""
 from ..core.discover import export_submodules as _export
 

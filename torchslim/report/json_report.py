@@ -1,4 +1,4 @@
-"""report.json: the contract of DESIGN.md. ``baseline`` and ``final`` each
+"""report.json: the contract of docs/ARCHITECTURE.md. ``baseline`` and ``final`` each
 hold ``accuracy`` (0..1), ``params``, ``nonzero_params``, ``macs``,
 ``size_bytes`` (bytes of an artifact file on disk) and ``latency_ms``; the top
 level holds ``artifact`` (relative to the run folder), ``compression_ratio``

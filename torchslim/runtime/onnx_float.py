@@ -103,7 +103,7 @@ def export_float(model: nn.Module, example_inputs, *, input_names: Sequence[str]
 
 def write_model(proto, path: str | os.PathLike) -> Path:
     """Write an ONNX model atomically (the file appears complete or not at all)."""
-    from ..artifact.format import atomic_write_bytes
+    from ..core.io import atomic_write_bytes
 
     path = Path(path)
     atomic_write_bytes(path, proto.SerializeToString())
