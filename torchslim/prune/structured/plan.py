@@ -2,7 +2,7 @@
 
 Three separate pieces: the dependency graph (``torchslim.graph``: which
 tensors are coupled), the importance of each channel
-(``structured_importance``), and here the pruner: how many channels each
+(``importance``), and here (``plan``) the pruner: how many channels each
 group keeps. The pruner removes the same fraction of channels from every
 prunable group in scope (rounded to a multiple of ``round_to`` if asked);
 with ``target="params"`` or ``"macs"`` it searches that fraction (bisection,
@@ -21,7 +21,7 @@ slow (memory-bound depthwise and high-resolution layers, per-op overheads)
 go first; the common fraction is still searched to meet the target.
 
 With ``allocation="greedy"`` (``target="latency"`` only) there is no common
-fraction: ``structured_greedy.greedy_keep`` narrows one group a step at a
+fraction: ``greedy.greedy_keep`` narrows one group a step at a
 time, each step chosen by timing every candidate on the target runtime
 (NetAdapt-style), until the latency target, and ``mac_ratio`` if given, are met.
 
@@ -37,11 +37,11 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..core.errors import ConfigError, ModelError
-from ..core.scope import Scope
-from ..graph.deps import DependencyGraph, Group, build_dependency_graph
-from ..graph.surgery import prune_groups
-from .structured_importance import group_importance
+from ...core.errors import ConfigError, ModelError
+from ...core.scope import Scope
+from ...graph.deps import DependencyGraph, Group, build_dependency_graph
+from ...graph.surgery import prune_groups
+from .importance import group_importance
 
 __all__ = ["structured", "structured_plan", "StructuredPlan", "count_cost", "latency_weights"]
 
@@ -56,7 +56,7 @@ def count_cost(model: nn.Module, example_inputs: tuple, target: str) -> int:
     if target == "params":
         return sum(p.numel() for p in model.parameters())
     try:
-        from ..analysis.profile import profile
+        from ...analysis.profile import profile
     except ImportError:  # pragma: no cover - profile is part of torchslim
         profile = None
     if profile is not None:
@@ -167,7 +167,7 @@ def _check(model: nn.Module, graph: DependencyGraph, groups: list[Group], remova
     """Why pruning ``removal`` does not give the dead-channel model, or None.
     Groups with a norm over their channels (inexact) must still run and keep
     the output shapes."""
-    from ..graph.verify import dead_reference, outputs_match
+    from ...graph.verify import dead_reference, outputs_match
 
     try:
         pruned = prune_groups(copy.deepcopy(model), groups, removal, graph=graph)
@@ -221,7 +221,7 @@ def latency_weights(plan: StructuredPlan, latency_inputs, *, fraction: float = 0
     (default: ``torchslim.analysis.latency.compare_latency``, alternating
     pairs, median of per-pair ratios), e.g. to time an ONNX Runtime export."""
     if latency_fn is None:
-        from ..analysis.latency import speedup_fn
+        from ...analysis.latency import speedup_fn
 
         latency_fn = speedup_fn(latency_inputs, threads=threads, repeats=repeats, reduce="mean")
     ex = latency_inputs[0]
@@ -275,7 +275,7 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
       ``"greedy"`` (with ``target="latency"``: one group one step narrower at
       a time, each step the one that saves the most measured time, and MACs
       while ``mac_ratio`` is not met, per unit of importance lost; timed by
-      ``time_fn``, confirmed by ``latency_fn``; see ``structured_greedy``).
+      ``time_fn``, confirmed by ``latency_fn``; see ``prune.structured.greedy``).
     latency_fn: ``fn(dense, candidate) -> speedup`` replaces the default
       measurement (eager PyTorch, ``compare_latency`` at ``threads``), e.g. to
       time ONNX Runtime exports of both.
@@ -323,9 +323,9 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
     keep = plan.keep_counts(ratio)
     achieved, greedy = None, None
     if allocation == "greedy" and ratio > 0:
-        from ..analysis.latency import speedup_fn
-        from ..analysis.latency import time_fn as make_time_fn
-        from .structured_greedy import greedy_keep
+        from ...analysis.latency import speedup_fn
+        from ...analysis.latency import time_fn as make_time_fn
+        from .greedy import greedy_keep
 
         timer = time_fn or make_time_fn(inputs, threads=threads)
         confirm = latency_fn or speedup_fn(inputs, threads=threads, reduce="min")
@@ -334,7 +334,7 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
         sp = greedy["confirmed_speedup"] or min(greedy["measured_speedup"])
         achieved = 1.0 - 1.0 / sp
     elif target == "latency" and ratio > 0:
-        from ..analysis.latency import speedup_fn
+        from ...analysis.latency import speedup_fn
 
         speed = latency_fn or speedup_fn(inputs, threads=threads, reduce="min")
         keep, achieved = _search_latency(plan, speed, ratio)

@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core.errors import ConfigError
-from ..graph.deps import Group, Member
+from ...core.errors import ConfigError
+from ...graph.deps import Group, Member
 
 __all__ = ["group_importance", "IMPORTANCE_CRITERIA", "calib_batches"]
 

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import torch.nn as nn
 
-from ..core.errors import ConfigError, ModelError
+from ...core.errors import ConfigError, ModelError
 
 __all__ = ["greedy_keep"]
 
@@ -46,7 +46,7 @@ def greedy_keep(plan, example_inputs: tuple, *, time_fn: Callable[[nn.Module], S
     -> speedup`` if given) and, if ``mac_ratio`` is given, has lost at least
     that fraction of its MACs. Raises ModelError when no step saves anything
     any more before the targets are met."""
-    from .structured_prune import count_cost
+    from .plan import count_cost
 
     if not 0.0 < latency_ratio < 1.0:
         raise ConfigError(f"latency_ratio must be in (0, 1), got {latency_ratio}")

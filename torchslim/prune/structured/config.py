@@ -11,11 +11,11 @@ from typing import Literal
 
 import torch.nn as nn
 
-from ..core.config import Config, register_config, register_handler
-from ..core.errors import ConfigError, DataError
-from ..core.scope import Scope
-from ..core.stage import StageResult
-from ..train import TrainConfig
+from ...core.config import Config, register_config, register_handler
+from ...core.errors import ConfigError, DataError
+from ...core.scope import Scope
+from ...core.stage import StageResult
+from ...train import TrainConfig
 
 __all__ = ["StructuredConfig"]
 
@@ -110,11 +110,11 @@ def _batch_of(inputs: tuple, batch: int) -> tuple:
 
 @register_handler(StructuredConfig)
 def _apply_structured(model: nn.Module, cfg: StructuredConfig, ctx) -> nn.Module:
-    from ..train import fit
-    from ..zoo import example_inputs as zoo_inputs
-    from .slimming import SlimmingPenalty
-    from .structured_blocks import remove_blocks
-    from .structured_prune import structured
+    from ...train import fit
+    from ...zoo import example_inputs as zoo_inputs
+    from ..slimming import SlimmingPenalty
+    from .blocks import remove_blocks
+    from .plan import structured
 
     if (cfg.slimming or cfg.finetune) and (ctx is None or ctx.train_data is None):
         raise DataError("prune.structured: slimming/finetune need training data (ctx.train_data)")
@@ -128,7 +128,7 @@ def _apply_structured(model: nn.Module, cfg: StructuredConfig, ctx) -> nn.Module
                               scope=cfg.scope)
     latency = {}
     if cfg.target == "latency" or cfg.allocation != "uniform":
-        from ..analysis.latency import speedup_fn, time_fn
+        from ...analysis.latency import speedup_fn, time_fn
 
         sets = [_batch_of(inputs, b) for b in cfg.latency_batch_sizes]
         latency = dict(allocation=cfg.allocation, latency_inputs=sets, threads=cfg.latency_threads,
@@ -141,7 +141,7 @@ def _apply_structured(model: nn.Module, cfg: StructuredConfig, ctx) -> nn.Module
                         scope=cfg.scope, round_to=cfg.round_to, best_effort=cfg.best_effort,
                         calib_data=getattr(ctx, "calib_data", None), **latency)
     if cfg.recalibrate_bn:
-        from .recalibrate import recalibrate_bn
+        from ..recalibrate import recalibrate_bn
 
         data = getattr(ctx, "calib_data", None) or getattr(ctx, "train_data", None)
         if data is None:

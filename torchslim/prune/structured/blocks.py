@@ -19,11 +19,11 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from ..core.errors import ConfigError, ModelError
-from ..core.scope import Scope
-from ..graph.deps import leaf_types
-from ..graph.trace import TraceError, trace
-from .structured_importance import calib_batches
+from ...core.errors import ConfigError, ModelError
+from ...core.scope import Scope
+from ...graph.deps import leaf_types
+from ...graph.trace import TraceError, trace
+from .importance import calib_batches
 
 __all__ = ["residual_blocks", "remove_blocks"]
 
@@ -95,7 +95,7 @@ def residual_blocks(model: nn.Module, example_inputs: tuple, *, scope: Scope | N
 
 
 def _set(model: nn.Module, path: str, new: nn.Module) -> None:
-    from ..artifact.specs import set_submodule
+    from ...artifact.specs import set_submodule
 
     set_submodule(model, path, new)
 
