@@ -113,7 +113,7 @@ class DistillConfig(Config):
 
 @register_handler(DistillConfig)
 def _apply_distill(model, config: DistillConfig, ctx):
-    from .train import distill
+    from .fit import distill
 
     if ctx is None or ctx.teacher is None:
         raise ConfigError("distill: the stage needs a teacher (ctx.teacher; in a recipe set `teacher:`)")

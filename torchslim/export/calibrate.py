@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
-from .graph import QUANTIZABLE
+from .onnx_graph import QUANTIZABLE
 from .qweight import symmetric_weight_scale
 
 __all__ = ["minmax_params", "activation_qparams", "input_channel_absmax"]

@@ -26,7 +26,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from .graph import GraphEditor, ensure_opset, match_array, match_weights
+from .onnx_graph import GraphEditor, ensure_opset, match_array, match_weights
 from .qweight import quantize_weight, symmetric_weight_scale
 
 __all__ = ["write_dynamic"]

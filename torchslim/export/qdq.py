@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .graph import GraphEditor, match_weights
+from .onnx_graph import GraphEditor, match_weights
 from .qweight import qrange, quantize_weight, to_numpy_scale
 
 __all__ = ["write_qdq"]
