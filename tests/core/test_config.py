@@ -78,3 +78,26 @@ def test_changed_lists_only_non_defaults_and_is_stable():
     assert TrainConfig(epochs=3, lr=0.01).changed() == {"epochs": 3, "lr": 0.01}
     assert TrainConfig(epochs=3) == TrainConfig.from_dict(TrainConfig(epochs=3).to_dict())
     assert TrainConfig(epochs=3).changed() != TrainConfig(epochs=4).changed()
+
+
+def test_declared_ranges_are_checked_for_every_way_a_config_is_made():
+    import dataclasses
+
+    from torchslim.core.config import Config, bounded
+
+    @dataclasses.dataclass(frozen=True)
+    class Ranged(Config):
+        ratio: float = bounded(0.5, ge=0.0, lt=1.0)
+        sizes: tuple[int, ...] = bounded((1,), ge=1)
+        cap: int | None = bounded(None, gt=0)
+
+    assert Ranged(ratio=0.0, sizes=(1, 8), cap=None).ratio == 0.0
+    for bad, words in [(dict(ratio=1.0), "Ranged.ratio must be >= 0.0 and < 1.0, got 1.0"),
+                       (dict(ratio=-0.1), "Ranged.ratio"), (dict(sizes=(4, 0)), r"Ranged.sizes\[1\] must be >= 1"),
+                       (dict(cap=0), "Ranged.cap must be > 0")]:
+        with pytest.raises(ConfigError, match=words):
+            Ranged(**bad)
+        with pytest.raises(ConfigError, match=words):
+            Ranged.from_dict(bad)
+    with pytest.raises(TypeError, match="unknown bound"):
+        bounded(1, between=2)

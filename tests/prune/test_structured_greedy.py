@@ -91,7 +91,7 @@ def test_greedy_errors_name_the_problem():
     with pytest.raises(ModelError, match="no further cut saves time"):
         structured(m, X, ratio=0.95, target="latency", allocation="greedy", time_fn=lambda net: [_cost(net)],
                    latency_fn=lambda r, c: _cost(r) / _cost(c), scope=Scope(exclude_names=("4",)))
-    with pytest.raises(ConfigError, match="target='latency'"):
+    with pytest.raises(ConfigError, match="target 'latency'"):
         structured(m, X, ratio=0.3, target="macs", allocation="greedy")
     with pytest.raises(ConfigError, match="mac_ratio"):
         structured(m, X, ratio=0.3, target="macs", mac_ratio=0.5)

@@ -105,10 +105,43 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+_BOUNDS = {"ge": (lambda v, b: v >= b, ">="), "gt": (lambda v, b: v > b, ">"),
+           "le": (lambda v, b: v <= b, "<="), "lt": (lambda v, b: v < b, "<")}
+
+
+def bounded(default: Any = dataclasses.MISSING, **bounds: float):
+    """A config field with a declared range, checked for every config (from
+    Python, YAML or the command line) before ``validate``:
+    ``ratio: float = bounded(0.5, ge=0.0, lt=1.0)``. ``None`` passes (for
+    Optional fields); tuples and lists are checked element by element."""
+    unknown = set(bounds) - set(_BOUNDS)
+    if unknown:
+        raise TypeError(f"bounded(): unknown bound(s) {sorted(unknown)}; use ge, gt, le, lt")
+    return dataclasses.field(default=default, metadata={"bounds": bounds})
+
+
+def _check_bounds(value: Any, bounds: dict, where: str) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, (tuple, list)):
+        for i, v in enumerate(value):
+            _check_bounds(v, bounds, f"{where}[{i}]")
+        return
+    if not isinstance(value, (int, float)):
+        return
+    for key, b in bounds.items():
+        ok, sym = _BOUNDS[key]
+        if not ok(value, b):
+            rng = " and ".join(f"{_BOUNDS[k][1]} {x}" for k, x in bounds.items())
+            raise ConfigError(f"{where} must be {rng}, got {value}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Base of every config. Subclasses are frozen dataclasses; override
-    ``validate`` for cross-field checks and raise ``ConfigError`` there."""
+    """Base of every config. Subclasses are frozen dataclasses; ranges are
+    declared on the fields (``bounded``) and checked here, once, for every
+    way a config is made; override ``validate`` for cross-field checks and
+    raise ``ConfigError`` there."""
 
     name: ClassVar[str] = ""
 
@@ -120,6 +153,8 @@ class Config:
             coerced = _coerce(value, hints.get(f.name, Any), where)
             if coerced is not value:
                 object.__setattr__(self, f.name, coerced)
+            if "bounds" in f.metadata:
+                _check_bounds(coerced, f.metadata["bounds"], where)
         self.validate()
 
     def validate(self) -> None:  # pragma: no cover - default accepts everything

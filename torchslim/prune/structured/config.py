@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch.nn as nn
 
-from ...core.config import Config, register_config, register_handler
+from ...core.config import Config, bounded, register_config, register_handler
 from ...core.errors import ConfigError, DataError
 from ...core.scope import Scope
 from ...core.stage import StageResult
@@ -38,50 +38,35 @@ class StructuredConfig(Config):
     ``slimming_strength`` on BatchNorm scales first (use with importance
     "bn_scale")."""
 
-    ratio: float = 0.5
+    ratio: float = bounded(0.5, ge=0.0, lt=1.0)
     target: Literal["channels", "params", "macs", "latency"] = "macs"
     allocation: Literal["uniform", "latency", "greedy"] = "uniform"
-    mac_ratio: float | None = None
-    greedy_steps: tuple[int, ...] = (8, 16)
+    mac_ratio: float | None = bounded(None, ge=0.0, lt=1.0)
+    greedy_steps: tuple[int, ...] = bounded((8, 16), ge=1)
     latency_runtime: Literal["torch", "onnxruntime"] = "torch"
-    latency_batch_sizes: tuple[int, ...] = (1,)
-    latency_threads: int | None = None
+    latency_batch_sizes: tuple[int, ...] = bounded((1,), ge=1)
+    latency_threads: int | None = bounded(None, ge=1)
     importance: Literal["l1", "l2", "taylor", "activation", "apoz", "bn_scale"] = "l2"
     scope: Scope = dataclasses.field(default_factory=Scope)
-    round_to: int | None = None
+    round_to: int | None = bounded(None, ge=1)
     best_effort: bool = False
-    blocks: int = 0
-    recalibrate_bn: int = 0
+    blocks: int = bounded(0, ge=0)
+    recalibrate_bn: int = bounded(0, ge=0)
     slimming: TrainConfig | None = None
-    slimming_strength: float = 1e-4
+    slimming_strength: float = bounded(1e-4, ge=0.0)
     finetune: TrainConfig | None = None
 
     def validate(self) -> None:
-        if not 0.0 <= self.ratio < 1.0:
-            raise ConfigError(f"StructuredConfig.ratio must be in [0, 1), got {self.ratio}")
         if self.allocation == "greedy" and self.target != "latency":
-            raise ConfigError(f"StructuredConfig.allocation 'greedy' searches measured latency: set target: latency "
-                              f"(got {self.target!r}) and mac_ratio for a MAC reduction as well")
-        if self.mac_ratio is not None and (self.allocation != "greedy" or not 0.0 <= self.mac_ratio < 1.0):
-            raise ConfigError("StructuredConfig.mac_ratio must be in [0, 1) and is used with allocation: greedy "
-                              f"only (got {self.mac_ratio} with allocation {self.allocation!r})")
-        if self.round_to is not None and self.round_to < 1:
-            raise ConfigError(f"StructuredConfig.round_to must be a positive integer or null, got {self.round_to}")
-        if not self.latency_batch_sizes or any(b < 1 for b in self.latency_batch_sizes):
-            raise ConfigError(f"StructuredConfig.latency_batch_sizes must list positive batch sizes, "
-                              f"got {list(self.latency_batch_sizes)}")
-        if not self.greedy_steps or any(s < 1 for s in self.greedy_steps):
-            raise ConfigError(f"StructuredConfig.greedy_steps must list positive channel multiples, "
-                              f"got {list(self.greedy_steps)}")
-        if self.latency_threads is not None and self.latency_threads < 1:
-            raise ConfigError(f"StructuredConfig.latency_threads must be a positive integer or null, "
-                              f"got {self.latency_threads}")
-        if self.recalibrate_bn < 0:
-            raise ConfigError(f"StructuredConfig.recalibrate_bn must be >= 0 (batches), got {self.recalibrate_bn}")
-        if self.blocks < 0:
-            raise ConfigError(f"StructuredConfig.blocks must be >= 0, got {self.blocks}")
-        if self.slimming_strength < 0:
-            raise ConfigError(f"StructuredConfig.slimming_strength must be >= 0, got {self.slimming_strength}")
+            raise ConfigError(f"StructuredConfig.allocation 'greedy' searches measured latency: set target "
+                              f"'latency' (got {self.target!r}) and mac_ratio for a MAC reduction as well")
+        if self.mac_ratio is not None and self.allocation != "greedy":
+            raise ConfigError("StructuredConfig.mac_ratio is a constraint of allocation 'greedy' "
+                              f"(got allocation {self.allocation!r}); with another allocation use target 'macs'")
+        if not self.latency_batch_sizes:
+            raise ConfigError("StructuredConfig.latency_batch_sizes must list at least one batch size")
+        if not self.greedy_steps:
+            raise ConfigError("StructuredConfig.greedy_steps must list at least one channel multiple")
 
 
 def _out(ctx, name: str) -> Path | None:

@@ -295,20 +295,12 @@ def structured(model: nn.Module, example_inputs, *, ratio: float = 0.5, target: 
     to module-pattern rules with a warning: attention heads and MLP hidden
     units only. ``pruned.torchslim_structured`` reports what was done.
     """
-    if target not in TARGETS:
-        raise ConfigError(f"target {target!r} is unknown; use one of {list(TARGETS)}")
-    if not 0.0 <= ratio < 1.0:
-        raise ConfigError(f"ratio must be in [0, 1), got {ratio}")
-    if round_to is not None and round_to < 1:
-        raise ConfigError(f"round_to must be a positive integer or None, got {round_to}")
-    if allocation not in ALLOCATIONS:
-        raise ConfigError(f"allocation {allocation!r} is unknown; use one of {list(ALLOCATIONS)}")
-    if allocation == "greedy" and target != "latency":
-        raise ConfigError(f"allocation='greedy' searches measured latency: use target='latency' (got {target!r}); "
-                          "add mac_ratio=... to also require a MAC reduction")
-    if mac_ratio is not None and allocation != "greedy":
-        raise ConfigError("mac_ratio is a constraint of allocation='greedy'; with another allocation use "
-                          "target='macs'")
+    # the config is the one place that validates (ranges, combinations): the same checks as a recipe's
+    from .config import StructuredConfig
+
+    StructuredConfig(ratio=ratio, target=target, importance=importance, scope=scope or Scope(), round_to=round_to,
+                     best_effort=best_effort, allocation=allocation, mac_ratio=mac_ratio,
+                     greedy_steps=tuple(greedy_steps))
     example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     _check_plain(model)
     work = copy.deepcopy(model)
