@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
+from ..quantize import kernels
 from .onnx_graph import QUANTIZABLE
 from .qweight import symmetric_weight_scale
 
@@ -22,14 +23,14 @@ __all__ = ["minmax_params", "activation_qparams", "input_channel_absmax"]
 
 
 def activation_qparams(lo: float, hi: float, *, bits: int = 8, signed: bool = False) -> tuple[float, int]:
-    """(scale, zero point) covering ``[min(lo, 0), max(hi, 0)]``."""
-    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    qmin, qmax = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
-    scale = (hi - lo) / (qmax - qmin)
-    if scale <= 0:
-        return 1.0, 0 if signed else 0
-    zp = int(min(max(round(qmin - lo / scale), qmin), qmax))
-    return float(scale), zp
+    """(scale, zero point) covering ``[min(lo, 0), max(hi, 0)]``: the
+    asymmetric qparams of the fake-quant simulation
+    (``quantize.kernels.qparams_from_range``); an empty range gets scale 1."""
+    if min(float(lo), 0.0) == max(float(hi), 0.0):
+        return 1.0, 0
+    spec = kernels.QuantSpec(bits=bits, signed=signed, symmetric=False)
+    scale, zp = kernels.qparams_from_range(torch.tensor(float(lo)), torch.tensor(float(hi)), spec)
+    return float(scale), int(zp)
 
 
 def _as_inputs(batch) -> tuple:

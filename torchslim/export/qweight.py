@@ -1,7 +1,8 @@
-"""Integer weights for ONNX: one rounding/clamping kernel, the one ONNX
-``QuantizeLinear`` specifies (divide by the scale, round half to even, add the
-zero point, saturate), so the int8 initializers dequantize to exactly what a
-fake-quant simulation with the same scales computes.
+"""Integer weights for ONNX, through the quantization primitives the
+fake-quant simulation uses (``torchslim.quantize.kernels``: divide by the
+scale, round half to even, add the zero point, saturate, as ONNX
+``QuantizeLinear`` specifies), so the int8 initializers dequantize to exactly
+what the simulation with the same scales computes.
 
 Bit widths below 8 are stored in int8 with the clamped range
 ``[-2**(bits-1), 2**(bits-1) - 1]`` (ONNX Runtime runs int8 kernels).
@@ -11,15 +12,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..quantize import kernels
+
 __all__ = ["quantize_weight", "symmetric_weight_scale", "qrange"]
 
 
 def qrange(bits: int, signed: bool = True) -> tuple[int, int]:
+    """``kernels.qrange`` for widths int8 storage holds (2..8 bits)."""
     if not 2 <= bits <= 8:
         raise ValueError(f"bits must be in 2..8 for int8 storage, got {bits}")
-    if signed:
-        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    return 0, 2 ** bits - 1
+    return kernels.qrange(bits, signed)
 
 
 def _broadcast(v: torch.Tensor, w: torch.Tensor, axis: int | None) -> torch.Tensor:
@@ -38,7 +40,7 @@ def quantize_weight(w: torch.Tensor, scale, zero_point=0, *, bits: int = 8, axis
     s = _broadcast(torch.as_tensor(scale, dtype=torch.float32), w, axis)
     z = _broadcast(torch.as_tensor(zero_point, dtype=torch.float32), w, axis)
     lo, hi = qrange(bits, True)
-    q = torch.clamp(torch.round(w / s) + z, lo, hi)  # torch.round: half to even, as ONNX
+    q = kernels.quantize(w, s, z, lo, hi)
     return q.to(torch.int8).cpu().numpy()
 
 

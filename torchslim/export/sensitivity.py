@@ -20,26 +20,27 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..quantize import kernels
 from .qweight import symmetric_weight_scale
 
 __all__ = ["dynamic_quant_sim", "dynamic_sensitivity", "choose_float_layers"]
 
 
 def fake_dynamic_uint8(x: torch.Tensor) -> torch.Tensor:
-    """``DequantizeLinear(DynamicQuantizeLinear(x))`` in float."""
+    """``DequantizeLinear(DynamicQuantizeLinear(x))`` in float (the shared
+    fake-quant kernel, at ONNX's dynamic uint8 scale and zero point)."""
     lo = torch.clamp(x.min(), max=0.0)
     hi = torch.clamp(x.max(), min=0.0)
     scale = (hi - lo) / 255.0
     if float(scale) == 0.0:
         return x
     zp = torch.clamp(torch.round(-lo / scale), 0, 255)
-    q = torch.clamp(torch.round(x / scale) + zp, 0, 255)
-    return (q - zp) * scale
+    return kernels.fake_quantize(x, scale, zp, 0, 255)
 
 
 def fake_weight_int8(w: torch.Tensor) -> torch.Tensor:
     s = symmetric_weight_scale(w, axis=0).reshape(-1, *([1] * (w.dim() - 1)))
-    return torch.clamp(torch.round(w / s), -128, 127) * s
+    return kernels.fake_quantize(w, s, torch.zeros((), dtype=torch.int32), -128, 127)
 
 
 @contextlib.contextmanager
