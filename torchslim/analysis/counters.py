@@ -43,6 +43,8 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from ..core.layers import field_for, register_layer
+
 
 @dataclass
 class Work:
@@ -67,7 +69,6 @@ class Work:
 
 ModuleCounter = Callable[[nn.Module, tuple, dict, Any], Work]
 FunctionCounter = Callable[[tuple, dict, Any], Work]
-_MODULE_COUNTERS: dict[type, ModuleCounter] = {}
 _FUNCTION_COUNTERS: dict[str, FunctionCounter] = {}
 
 
@@ -76,7 +77,7 @@ def register_module_counter(cls: type, fn: ModuleCounter | None = None):
     Usable as a decorator. Ops inside a counted layer are not counted again."""
     if fn is None:
         return lambda f: register_module_counter(cls, f) or f
-    _MODULE_COUNTERS[cls] = fn
+    register_layer(cls, macs=fn)  # the ``macs`` field of the layer's core.layers adapter
     return fn
 
 
@@ -89,11 +90,7 @@ def register_function_counter(name: str, fn: FunctionCounter | None = None):
 
 
 def module_counter(module: nn.Module) -> ModuleCounter | None:
-    for cls in type(module).__mro__:
-        fn = _MODULE_COUNTERS.get(cls)
-        if fn is not None:
-            return fn
-    return None
+    return field_for(module, "macs")
 
 
 def function_name(func) -> str:

@@ -16,40 +16,34 @@ from typing import Any, Callable
 import torch.nn as nn
 
 from ..core.errors import ArtifactError
+from ..core.layers import LayerAdapter, by_key, register_layer, type_key
 
 
-@dataclasses.dataclass
-class ModuleSpec:
-    cls: type
-    to_spec: Callable[[nn.Module], dict]
-    build: Callable[[dict], nn.Module] | None
-    patch: Callable[[nn.Module, dict], None] | None = None
-
-
-_SPECS: dict[str, ModuleSpec] = {}
+ModuleSpec = LayerAdapter  # the spec fields of a layer's adapter (core.layers): to_spec, build, patch
 # Type-key prefixes whose specs are registered by a module imported on first
 # need (keeps heavy packages such as transformers out of `import torchslim`).
 _PROVIDERS: dict[str, str] = {"transformers.": "torchslim.graph.hf", "torchslim.quantize.": "torchslim.quantize.modules"}
 
 
-def _entry(key: str) -> ModuleSpec | None:
-    if key not in _SPECS:
+def _spec_entry(key: str) -> LayerAdapter | None:
+    a = by_key(key)
+    return a if a is not None and a.to_spec is not None else None
+
+
+def _entry(key: str) -> LayerAdapter | None:
+    if _spec_entry(key) is None:
         for prefix, mod in _PROVIDERS.items():
             if key.startswith(prefix):
                 import importlib
 
                 importlib.import_module(mod).register_specs()
-    return _SPECS.get(key)
-
-
-def type_key(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return _spec_entry(key)
 
 
 def register_module_spec(cls: type, to_spec: Callable[[nn.Module], dict],
                          build: Callable[[dict], nn.Module] | None = None,
                          patch: Callable[[nn.Module, dict], None] | None = None) -> None:
-    _SPECS[type_key(cls)] = ModuleSpec(cls, to_spec, build, patch)
+    register_layer(cls, to_spec=to_spec, build=build, patch=patch)
 
 
 def plain_type(module: nn.Module) -> type:
@@ -65,13 +59,13 @@ def plain_type(module: nn.Module) -> type:
 def rebuildable(module: nn.Module) -> bool:
     """Whether the artifact can record this module's structure with a
     registered spec that builds or patches it."""
-    entry = _SPECS.get(type_key(plain_type(module)))
+    entry = _spec_entry(type_key(plain_type(module)))
     return entry is not None and (entry.build is not None or entry.patch is not None)
 
 
 def spec_of(module: nn.Module) -> dict | None:
     key = type_key(plain_type(module))
-    entry = _SPECS.get(key)
+    entry = _spec_entry(key)
     if entry is None:
         return None
     return {"type": key, **entry.to_spec(module)}
@@ -112,6 +106,10 @@ register_module_spec(
     nn.Linear, lambda m: {"in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None},
     lambda s: nn.Linear(**s),
 )
+# widths a resized layer's shape tells (the codec records such layers by name only)
+register_layer(nn.Linear, widths=("out_features", "in_features"))
+for _cls in (nn.Conv1d, nn.Conv2d):
+    register_layer(_cls, widths=("out_channels", "in_channels"))
 
 
 def _bn_spec(m) -> dict:

@@ -18,6 +18,7 @@ import torch.nn as nn
 from ..artifact import format as fmt
 from ..artifact import specs
 from ..core.errors import ArtifactError
+from ..core.layers import by_key
 from .container import MAGIC, read_container, write_container
 from .huffman import CorruptStream
 from .tensorcodec import decode_tensor, encode_tensor
@@ -53,6 +54,21 @@ def encode_state(state: dict[str, torch.Tensor], *, index_bits: int | dict[str, 
     return sections, stats
 
 
+def _canonical_order(state: dict[str, torch.Tensor], arch: dict) -> dict[str, torch.Tensor]:
+    """``state`` in the order a model rebuilt from ``arch`` lists its tensors
+    (names it lacks last, by name), so the file does not depend on the order
+    tensors were registered in memory: ``torch.nn.utils.prune`` re-registers
+    ``weight`` after ``bias``, a model loaded from disk has it first, and the
+    same weights would otherwise give different sections, header and size."""
+    try:
+        with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
+            names = list(fmt.build_arch(arch).state_dict())
+    except Exception:
+        names = []
+    rank = {n: i for i, n in enumerate(names)}
+    return dict(sorted(state.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+
+
 def _minimal_structure(model: nn.Module, arch: dict) -> dict:
     """The recorded structure, reduced to what differs from a fresh build of
     the architecture (with everything under a changed module kept), if that
@@ -75,17 +91,18 @@ def _minimal_structure(model: nn.Module, arch: dict) -> dict:
     return full
 
 
-_RESIZABLE = {"torch.nn.modules.linear.Linear": ("out_features", "in_features"),
-              "torch.nn.modules.conv.Conv1d": ("out_channels", "in_channels"),
-              "torch.nn.modules.conv.Conv2d": ("out_channels", "in_channels")}
+def _widths(key: str | None) -> tuple[str, str] | None:
+    """The (output, input) width attributes of a layer type (its core.layers adapter)."""
+    a = by_key(key) if key else None
+    return a.widths if a is not None else None
 
 
 def _resized_spec(fresh: dict | None, weight_shape) -> dict | None:
     """The spec of a fresh Linear/Conv with only its widths taken from its
     stored weight's shape (None if the layer is not such a layer)."""
-    if fresh is None or fresh.get("type") not in _RESIZABLE or len(weight_shape) < 2:
+    if fresh is None or _widths(fresh.get("type")) is None or len(weight_shape) < 2:
         return None
-    out_k, in_k = _RESIZABLE[fresh["type"]]
+    out_k, in_k = _widths(fresh["type"])
     groups = fresh.get("groups", 1)
     if groups != 1:
         return None
@@ -148,7 +165,7 @@ def save_compact(model: nn.Module, path: str | os.PathLike, *, index_bits: int |
     zeros unless ``signed_zeros``)."""
     path = Path(path)
     arch_d = fmt.arch_of(model, arch)
-    state = fmt.permanent_state(model)
+    state = _canonical_order(fmt.permanent_state(model), arch_d)
     if fp16:
         state = {k: (v.to(torch.float16) if v.dtype == torch.float32 else v) for k, v in state.items()}
     sections, tstats = encode_state(state, index_bits=index_bits, huffman=huffman, signed_zeros=signed_zeros)

@@ -14,18 +14,20 @@ import torch
 import torch.nn as nn
 
 from ..core.errors import ModelError
+from ..core.layers import field_for, register_layer
 from .deps import Group
 from .sizes import is_size_attr
 
 __all__ = ["register_surgery", "register_fixup", "slice_tensors", "prune_groups", "surgery_for"]
 
 Keeps = dict[str, dict[int, torch.Tensor]]
-_SURGERY: dict[type, Callable[[nn.Module, Keeps], None]] = {}
 _FIXUPS: dict[type, Callable[[nn.Module], None]] = {}
 
 
 def register_surgery(cls: type, fn: Callable[[nn.Module, Keeps], None]) -> None:
-    _SURGERY[cls] = fn
+    """The slicing function of ``cls`` layers (the ``slice`` field of its
+    ``core.layers`` adapter)."""
+    register_layer(cls, slice=fn)
 
 
 def register_fixup(cls: type, fn: Callable[[nn.Module], None]) -> None:
@@ -153,10 +155,7 @@ def _surgery_for(m: nn.Module) -> Callable[[nn.Module, Keeps], None]:
         from . import hf
 
         hf._register_base()
-    for klass in type(m).__mro__:
-        if klass in _SURGERY:
-            return _SURGERY[klass]
-    return _generic  # bare parameters read directly by a forward (a position embedding), unknown layers
+    return field_for(m, "slice") or _generic  # bare parameters read directly by a forward (a position embedding), unknown layers
 
 
 def surgery_for(m: nn.Module) -> Callable[[nn.Module, Keeps], None]:
@@ -167,7 +166,7 @@ def surgery_for(m: nn.Module) -> Callable[[nn.Module, Keeps], None]:
 def has_registered_surgery(m: nn.Module) -> bool:
     """Whether ``m``'s layer type has its own surgery (it keeps its sizes right)."""
     _surgery_for(m)  # registers the Hugging Face layer types on first sight
-    return any(k in _SURGERY for k in type(m).__mro__)
+    return field_for(m, "slice") is not None
 
 
 def prune_groups(model: nn.Module, groups: list[Group], remove: dict[int, torch.Tensor],
