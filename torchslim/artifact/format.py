@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,40 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """Delete the temp files ``atomic_write_bytes`` leaves in ``folder`` (and
+    its subfolders if ``recursive``) when its process is killed mid-write
+    (SIGKILL, OOM, power loss); the files they were replacing are intact.
+    Temp files of a live process other than this one are kept (a write in
+    progress). Returns the removed paths."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in (folder.rglob if recursive else folder.glob)(".*.tmp*"):
+        m = re.fullmatch(r"\..+\.tmp(\d+)", p.name)
+        if m is None or not p.is_file():
+            continue
+        pid = int(m[1])
+        if pid != os.getpid() and _pid_alive(pid):
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
 
 
 def arch_of(model: nn.Module, arch: dict | None = None) -> dict:
@@ -233,8 +268,23 @@ def save(model: nn.Module, path: str | os.PathLike, *, arch: dict | None = None,
         meta["aliases"] = aliases
     meta_json = json.dumps(meta, sort_keys=True)
     header = {"torchslim": meta_json, "checksum": _checksum(stored, meta_json)}
-    atomic_write_bytes(path, st_save(stored, metadata=header))
+    atomic_write_bytes(path, _canonical_header(st_save(stored, metadata=header)))
     return path
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its JSON header in a fixed order:
+    safetensors writes ``__metadata__`` from a Rust HashMap, whose order
+    changes from call to call, so the same model gave different bytes.
+    Metadata keys sorted, tensors in data order; the data is untouched."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    out = {} if meta is None else {"__metadata__": dict(sorted(meta.items()))}
+    out.update(sorted(header.items(), key=lambda kv: (tuple(kv[1]["data_offsets"]), kv[0])))
+    text = json.dumps(out, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads its header to a multiple of 8 bytes
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
 
 
 def _not_safetensors(head: bytes) -> str | None:

@@ -29,7 +29,9 @@ COMMANDS = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="torchslim", description="Compress PyTorch models, measured honestly.")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    from .common import POSITIVE_INT
+
+    parser.add_argument("--threads", type=POSITIVE_INT, default=None, help="torch intra-op threads (default: torch's)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         mod = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
@@ -55,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except TorchslimError as e:
-        print(f"torchslim {args.command}: error: {e}", file=sys.stderr)
+        # one line naming the input at fault and the fix; any other exception is a bug and keeps its traceback
+        message = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+        print(f"torchslim {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"torchslim {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)

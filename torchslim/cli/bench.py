@@ -9,15 +9,17 @@ from __future__ import annotations
 
 
 def add_parser(sub):
+    from .common import NONNEGATIVE_INT, POSITIVE_INT, bounded
+
     p = sub.add_parser("bench", help="measure latency in PyTorch or ONNX Runtime")
     p.add_argument("model", help="zoo name, artifact, or .onnx file")
     p.add_argument("--against", default=None, help="a second model or .onnx file, timed alternately with the first")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--seq", type=int, default=128, help="sequence length (token models)")
-    p.add_argument("--threads", type=int, default=1, help="threads for PyTorch and ONNX Runtime")
+    p.add_argument("--batch", type=POSITIVE_INT, default=1)
+    p.add_argument("--seq", type=bounded(int, 3), default=128, help="sequence length (token models)")
+    p.add_argument("--threads", type=POSITIVE_INT, default=1, help="threads for PyTorch and ONNX Runtime")
     p.add_argument("--dataset", default="mnist", help="input shape of image models")
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=POSITIVE_INT, default=20)
+    p.add_argument("--warmup", type=NONNEGATIVE_INT, default=3)
     p.add_argument("--json", action="store_true")
     return p
 
@@ -60,6 +62,11 @@ def run(args) -> int:
 
     a, text, runtime_a = _load(args.model, args)
     inputs = _inputs(a, text, args)
+    if not text:  # an image model's input shape comes from the model, else from --dataset: check before timing
+        from ..zoo.user_data import check_inputs_fit
+
+        check_inputs_fit(a, inputs, where=f"--dataset {args.dataset}",
+                         fix="give the data set the model was made for (--dataset)")
     out: dict = {"model": args.model, "runtime": runtime_a, "batch": args.batch, "threads": args.threads}
     if text:
         out["seq"] = args.seq

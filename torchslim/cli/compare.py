@@ -18,8 +18,9 @@ def run(args) -> int:
     from ..report.json_report import read_report
     from ..report.tables import compare_table
     from ..report.terminal import print_tables
-    from .common import print_json
+    from .common import check_out, print_json
 
+    check_out(args.html, flag="--html", example="compare.html")
     reports = {}
     for d in args.runs:
         label = Path(d).name or str(d)

@@ -5,20 +5,23 @@ from pathlib import Path
 
 
 def add_parser(sub):
+    from .common import NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, bounded
+
     p = sub.add_parser("decompose", help="low-rank decomposition (SVD / Tucker-2 / CP) or separable replacement")
     p.add_argument("model", help="artifact path or zoo name")
     p.add_argument("--method", required=True, choices=["svd", "tucker", "cp", "separable"])
-    p.add_argument("--keep", type=float, default=0.25,
+    p.add_argument("--keep", type=bounded(float, 0, 1, lo_open=True), default=0.25,
                    help="fraction of the decomposed layers' parameters kept (svd/tucker/cp)")
     p.add_argument("--layers", nargs="*", default=None,
                    help="qualified layer names (default: every supported layer except the final classifier Linear)")
     p.add_argument("--exclude", nargs="*", default=(), help="qualified layer names to leave intact")
-    p.add_argument("--depth-multiplier", type=int, default=1, help="separable: depthwise filters per input channel")
+    p.add_argument("--depth-multiplier", type=POSITIVE_INT, default=1,
+                   help="separable: depthwise filters per input channel")
     p.add_argument("--dataset", default=None, help="data set for fine-tuning and for the accuracy report")
-    p.add_argument("--finetune-epochs", type=int, default=0)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--finetune-epochs", type=NONNEGATIVE_INT, default=0)
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-4)
     p.add_argument("--distill", action="store_true", help="fine-tune by distillation from the original model")
-    p.add_argument("--max-steps-per-epoch", type=int, default=None)
+    p.add_argument("--max-steps-per-epoch", type=POSITIVE_INT, default=None)
     p.add_argument("--out", required=True, help="output artifact path (.safetensors) or a folder")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -40,12 +43,19 @@ def run(args) -> int:
     from ..distill import DistillConfig
     from ..train import TrainConfig
     from ..zoo.data import load_dataset, split_train
-    from .common import load_model, print_json, print_table
-    from .distill import _paths
+    from .common import check_fits, load_model, print_json, print_table
+    from .distill import output_paths
 
     if args.finetune_epochs and not args.dataset:
         raise ConfigError("--finetune-epochs needs --dataset")
+    artifact, run_dir = output_paths(args.out)  # checked before any work
     model = load_model(args.model, dataset=args.dataset)
+    names = [n for n, _ in model.named_modules() if n]
+    for flag, given in (("--layers", args.layers or ()), ("--exclude", args.exclude)):
+        unknown = [n for n in given if n not in names]
+        if unknown:
+            raise ConfigError(f"{flag} {' '.join(unknown)}: no such layer in {args.model}; its layers are "
+                              f"{names[:20]}{' ...' if len(names) > 20 else ''}")
     original = copy.deepcopy(model).eval()
     exclude = list(args.exclude)
     if not args.layers:
@@ -62,15 +72,14 @@ def run(args) -> int:
         cfg = cls(scope=scope, depth_multiplier=args.depth_multiplier, finetune=finetune, distill=distill)
     else:
         cfg = cls(scope=scope, keep=args.keep, finetune=finetune, distill=distill)
-    artifact, run_dir = _paths(args.out)
     ctx = Context(dataset=args.dataset, stage_out=run_dir if finetune else None, progress=not args.no_progress)
     test = None
     if args.dataset:
         ctx.train_data = load_dataset(args.dataset, "train")
+        check_fits(model, ctx.train_data, dataset=args.dataset)
         ctx.calib_data = split_train(ctx.train_data, min(2000, len(ctx.train_data) // 10))[1]
         test = load_dataset(args.dataset, "test")
-    decompose_stage(model, cfg, ctx)
-    records = ctx.extras["decompose"]
+    records = decompose_stage(model, cfg, ctx).records["decompose"]
     save(model, artifact, metadata={"dataset": args.dataset, "decompose": cfg.to_dict(), "source": args.model})
     done = [r for r in records if r["status"] == "decomposed"]
     summary = {

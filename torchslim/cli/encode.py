@@ -22,9 +22,15 @@ def run(args) -> int:
     from ..codec.compact import save_compact
     from ..codec.configs import EncodeConfig
     from ..codec.stats import STATS_COLUMNS, stats_rows
-    from .common import load_model, print_json, print_table
+    from ..codec.tensorcodec import MAX_INDEX_BITS
+    from ..core.errors import ConfigError
+    from .common import check_out, load_model, print_json, print_table
 
-    EncodeConfig(index_bits=args.index_bits)  # validates the width with a clear message
+    if args.index_bits is not None and not 1 <= args.index_bits <= MAX_INDEX_BITS:
+        raise ConfigError(f"--index-bits {args.index_bits}: outside 1..{MAX_INDEX_BITS}; give a width in that range "
+                          "or leave it out to choose the best per tensor")
+    EncodeConfig(index_bits=args.index_bits)  # the config's own checks
+    check_out(args.out, flag="OUT", example="model.tslim")
     model = load_model(args.model, dataset=args.dataset)
     stats = save_compact(model, args.out, index_bits=args.index_bits, huffman=not args.no_huffman, fp16=args.fp16)
     if args.json:

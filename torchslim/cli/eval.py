@@ -8,12 +8,14 @@ from __future__ import annotations
 
 
 def add_parser(sub):
+    from .common import POSITIVE_INT
+
     p = sub.add_parser("eval", help="measure accuracy of a saved artifact (or a zoo model) on a test split")
     p.add_argument("model", help="artifact path, zoo name, Hugging Face folder or pkg.module:factory")
     p.add_argument("--dataset", required=True, help="data set name or your own data (.npz, x.npy:y.npy, image "
                                                     "folder, .csv, saved HF dataset, .txt of sentences)")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=1000)
     p.add_argument("--reference", default=None, metavar="MODEL",
                    help="with a .txt of sentences: the original model to compare embeddings with")
     p.add_argument("--json", action="store_true")
@@ -50,16 +52,14 @@ def _fidelity(args) -> int:
 def run(args) -> int:
     from ..analysis.evaluate import evaluate
     from ..zoo.data import load_dataset
-    from ..zoo.user_data import check_data_fits, is_user_data, parse_data_spec
-    from .common import load_model, print_json, print_table
+    from ..zoo.user_data import is_user_data, parse_data_spec
+    from .common import check_fits, load_model, print_json, print_table
 
-    user = is_user_data(args.dataset)
-    if user and parse_data_spec(args.dataset).kind == "text":
+    if is_user_data(args.dataset) and parse_data_spec(args.dataset).kind == "text":
         return _fidelity(args)
     model = load_model(args.model, dataset=args.dataset)
     data = load_dataset(args.dataset, args.split)
-    if user:
-        check_data_fits(model, data, where=args.dataset)
+    check_fits(model, data, dataset=args.dataset)  # names the expected and the given shapes
     m = evaluate(model, data, batch_size=args.batch_size)
     m = {"model": args.model, "dataset": args.dataset, "split": args.split, **m}
     if args.json:

@@ -5,15 +5,18 @@ from pathlib import Path
 
 
 def add_parser(sub):
+    from .common import POSITIVE_INT
+
     p = sub.add_parser("profile", help="params, non-zeros, MACs/FLOPs per layer, bytes, and optionally latency")
     p.add_argument("model", help="zoo model name, artifact path, Hugging Face folder or pkg.module:factory")
     p.add_argument("--dataset", default=None, help="data set whose input shape a zoo model is built for (default: mnist)")
     p.add_argument("--input-shape", default=None,
                    help="input shape including the batch, e.g. 1,1,28,28; for models with their own example_inputs "
                         "(minilm) and Hugging Face text models the numbers are batch,seq_len")
-    p.add_argument("--batch", type=int, default=None, help="batch size (overrides the first number of --input-shape)")
+    p.add_argument("--batch", type=POSITIVE_INT, default=None,
+                   help="batch size (overrides the first number of --input-shape)")
     p.add_argument("--latency", action="store_true", help="also time the model (median/p90 over repeated runs)")
-    p.add_argument("--repeats", type=int, default=50, help="timed runs for --latency")
+    p.add_argument("--repeats", type=POSITIVE_INT, default=50, help="timed runs for --latency")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return p
 
@@ -59,6 +62,12 @@ def run(args) -> int:
 
     model = load_model(args.model, dataset=args.dataset)
     inputs = example_inputs_for(model, dataset=args.dataset, input_shape=args.input_shape, batch=args.batch)
+    if args.input_shape:  # the user's shape: checked here so the message names it, the expected and given shapes
+        from ..core.errors import ConfigError
+        from ..zoo.user_data import check_inputs_fit
+
+        check_inputs_fit(model, inputs, where=f"--input-shape {args.input_shape}", error=ConfigError,
+                         fix="give --input-shape as batch,<that shape>, or leave it out")
     artifact = Path(args.model) if Path(args.model).is_file() else None
     prof = profile(model, inputs, artifact_path=artifact)
     out = {"model": args.model, **prof.to_dict()}

@@ -9,10 +9,13 @@ from pathlib import Path
 
 
 def add_parser(sub):
+    from .common import NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, bounded
+
     p = sub.add_parser("prune", help="unstructured or N:M pruning (+ fine-tuning), saved as a sparse artifact")
     p.add_argument("model", help="artifact path (or zoo name)")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--sparsity", type=float, default=0.5, help="fraction of in-scope weights to zero")
+    p.add_argument("--sparsity", type=bounded(float, 0, 1, hi_open=True), default=0.5,
+                   help="fraction of in-scope weights to zero")
     p.add_argument("--criterion", default="l1",
                    choices=["l1", "l2", "max", "random", "gradient", "taylor", "obd_fisher", "obd_hutchinson"])
     p.add_argument("--ranking", default="global", choices=["global", "layer"])
@@ -21,12 +24,12 @@ def add_parser(sub):
     p.add_argument("--nm", default=None, metavar="N:M", help="N:M semi-structured sparsity (e.g. 2:4) instead of --sparsity")
     p.add_argument("--allocate", default="none", choices=["none", "params", "macs", "latency"],
                    help="per-layer sparsities from a sensitivity scan meeting --sparsity of this budget")
-    p.add_argument("--cycles", type=int, default=1, help="iterative prune/fine-tune rounds (1 = one-shot)")
+    p.add_argument("--cycles", type=POSITIVE_INT, default=1, help="iterative prune/fine-tune rounds (1 = one-shot)")
     p.add_argument("--agp", action="store_true", help="gradual (AGP) pruning during the fine-tuning run")
-    p.add_argument("--finetune-epochs", type=int, default=0)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--calib", type=int, default=5000, help="holdout examples taken from train for calibration")
+    p.add_argument("--finetune-epochs", type=NONNEGATIVE_INT, default=0)
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=128)
+    p.add_argument("--calib", type=POSITIVE_INT, default=5000, help="holdout examples taken from train for calibration")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fp16", action="store_true", help="store float tensors as fp16 in the artifact")
     p.add_argument("--out", required=True, help="output artifact (.safetensors); checkpoints go to OUT.work/")
@@ -42,6 +45,8 @@ def _nm(text: str) -> tuple[int, int]:
         n, m = (int(v) for v in text.split(":"))
     except ValueError:
         raise ConfigError(f"--nm {text!r}: expected N:M, for example 2:4") from None
+    if not 0 < n <= m:
+        raise ConfigError(f"--nm {text}: needs 0 < N <= M (N of every M weights kept), for example 2:4")
     return n, m
 
 
@@ -77,17 +82,20 @@ def run(args) -> int:
     from ..prune.masks import sparsity_report
     from ..prune.unstructured import select_layers
     from ..zoo import example_inputs, load_dataset, split_train
-    from .common import load_model, print_json, print_table
+    from .common import check_fits, check_out, load_model, print_json, print_table
 
+    check_out(args.out)
+    build_config(args)  # every setting checked before any work (AGP's frequency is set below)
     torch.manual_seed(args.seed)
     model = load_model(args.model, dataset=args.dataset)
     train_all, test = load_dataset(args.dataset, "train"), load_dataset(args.dataset, "test")
+    check_fits(model, test, dataset=args.dataset)
     train, calib = split_train(train_all, min(args.calib, len(train_all) // 5), seed=args.seed)
     cfg = build_config(args, len(train))  # AGP updates its masks every 1/40 of the run
     before = evaluate(model, test)["accuracy"]
     dense_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     out = Path(args.out)
-    ctx = Context(train_data=train, calib_data=calib, test_data=test, dataset=args.dataset,
+    ctx = Context(train_data=train, calib_data=calib, dataset=args.dataset,
                   example_inputs=example_inputs(model, args.dataset), out_dir=out.parent,
                   stage_out=out.with_name(out.name + ".work"), progress=not args.no_progress, seed=args.seed)
     model = apply(model, cfg, ctx)

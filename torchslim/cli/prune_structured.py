@@ -16,7 +16,8 @@ def add_parser(sub):
                        help="remove channels / neurons / attention heads physically (smaller, faster model)")
     p.add_argument("model", help="artifact path, zoo name, Hugging Face folder or pkg.module:factory")
     p.add_argument("--dataset", required=True, help="data set name or your own data (a path, see zoo.user_data)")
-    p.add_argument("--ratio", type=bounded(float, 0, 1, hi_open=True), default=0.5, help="fraction of the --target to remove")
+    p.add_argument("--ratio", type=bounded(float, 0, 1, hi_open=True), default=0.5,
+                   help="fraction of the --target to remove")
     p.add_argument("--target", default="macs", choices=["channels", "params", "macs"])
     p.add_argument("--importance", default="l2", choices=["l1", "l2", "taylor", "activation", "apoz", "bn_scale"])
     p.add_argument("--round-to", type=POSITIVE_INT, default=None, help="keep channel counts a multiple of this (e.g. 8)")

@@ -30,11 +30,34 @@ def _overrides_anywhere(p) -> None:
     p.parse_known_args = parse_known_args
 
 
+def _preflight(args) -> None:
+    """Everything a bad input can break, checked before the runner writes
+    anything into --out: the folder, the recipe with its overrides, and the
+    model on the data (an artifact or a factory may expect another shape; a
+    zoo model is built for the data, a Hugging Face model is checked by the
+    runner)."""
+    from ..recipe.schema import load_recipe
+    from .common import check_out
+
+    check_out(args.out, folder=True)
+    recipe = load_recipe(args.recipe, args.overrides)
+    spec = recipe.model
+    if spec.hf is not None or (spec.zoo is not None and not spec.kwargs):
+        return
+    from ..zoo.data import load_dataset
+    from ..zoo.sources import load_model
+    from ..zoo.user_data import check_data_fits
+
+    ds = recipe.data.dataset
+    check_data_fits(load_model(spec, dataset=ds), load_dataset(ds, "train"), where=f"data.dataset {ds!r}")
+
+
 def run(args) -> int:
     from ..recipe.runner import run_recipe
     from ..report.terminal import print_report
     from .common import print_json
 
+    _preflight(args)
     report = run_recipe(args.recipe, args.out, overrides=args.overrides, resume=not args.no_resume,
                         progress=not args.no_progress)
     if args.json:

@@ -2,24 +2,25 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 def add_parser(sub):
+    from .common import NONNEGATIVE_FLOAT, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT
+
     p = sub.add_parser("train", help="train a zoo model (checkpointed, resumable, DDP under torchrun)")
     p.add_argument("model", help="zoo model name or an artifact to continue training")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=NONNEGATIVE_INT, default=10)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=128)
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3)
     p.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=NONNEGATIVE_FLOAT, default=0.0)
     p.add_argument("--scheduler", default="cosine", choices=["none", "cosine", "step", "onecycle"])
-    p.add_argument("--shift", type=int, default=0,
+    p.add_argument("--shift", type=NONNEGATIVE_INT, default=0,
                    help="random translation augmentation: move each image by up to this many pixels (0 = off)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps-per-epoch", type=int, default=None)
-    p.add_argument("--checkpoint-every-steps", type=int, default=None)
+    p.add_argument("--max-steps-per-epoch", type=POSITIVE_INT, default=None)
+    p.add_argument("--checkpoint-every-steps", type=POSITIVE_INT, default=None)
     p.add_argument("--out", required=True, help="output folder: model.safetensors, checkpoints/, train.json")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -34,21 +35,18 @@ def run(args) -> int:
     from ..artifact import save
     from ..train import TrainConfig, distributed, fit
     from ..zoo.data import load_dataset
-    from .common import load_model, print_json, print_table
+    from .common import check_fits, check_out, load_model, print_json, print_table
 
+    out = check_out(args.out, folder=True)
     torch.manual_seed(args.seed)
-    model = load_model(args.model, dataset=args.dataset)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                       weight_decay=args.weight_decay, scheduler=args.scheduler, seed=args.seed, shift=args.shift,
                       max_steps_per_epoch=args.max_steps_per_epoch,
                       checkpoint_every_steps=args.checkpoint_every_steps)
-    out = Path(args.out)
+    model = load_model(args.model, dataset=args.dataset)
     train = load_dataset(args.dataset, "train")
     test = load_dataset(args.dataset, "test")
-    from ..zoo.user_data import check_data_fits, is_user_data
-
-    if is_user_data(args.dataset):
-        check_data_fits(model, train, where=args.dataset)
+    check_fits(model, train, dataset=args.dataset)  # a wrong shape or label range fails now, not mid-epoch
     result = fit(model, train, cfg, out_dir=out, resume=not args.no_resume, progress=not args.no_progress)
     if not distributed.is_main():
         return 0

@@ -21,6 +21,12 @@ def _check_bits(cls: str, field: str, bits: int, lo: int = 2, hi: int = 8) -> No
         raise ConfigError(f"{cls}.{field} must be between {lo} and {hi}, got {bits}")
 
 
+def _check_positive(cfg, *fields: str) -> None:
+    for f in fields:
+        if getattr(cfg, f) <= 0:
+            raise ConfigError(f"{type(cfg).__name__}.{f} must be positive, got {getattr(cfg, f)}")
+
+
 @register_config("quantize.ptq")
 @dataclasses.dataclass(frozen=True)
 class PTQConfig(Config):
@@ -71,6 +77,7 @@ class QATConfig(Config):
     def validate(self):
         _check_bits("QATConfig", "weight_bits", self.weight_bits)
         _check_bits("QATConfig", "act_bits", self.act_bits)
+        _check_positive(self, "num_batches", "batch_size")
 
 
 @register_config("quantize.dynamic")
@@ -109,6 +116,7 @@ class WeightOnlyConfig(Config):
             raise ConfigError("WeightOnlyConfig.group_size must be >= 0 (0 = per output channel)")
         if not 0 < self.damp < 1:
             raise ConfigError("WeightOnlyConfig.damp must be in (0, 1)")
+        _check_positive(self, "num_batches", "batch_size")
 
 
 @register_config("quantize.mixed")
@@ -140,6 +148,7 @@ class MixedConfig(Config):
                               f"{min(self.candidate_bits)}; raise it or add a smaller candidate")
         if self.act_bits is not None:
             _check_bits("MixedConfig", "act_bits", self.act_bits)
+        _check_positive(self, "num_batches", "batch_size", "hutchinson_samples")
 
 
 @register_config("quantize.kmeans")

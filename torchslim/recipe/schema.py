@@ -265,6 +265,10 @@ def parse_model_spec(value: Any, where: str = "model", cls: type[ModelSpec] = Mo
             value = {"import_path": value}
         elif p.is_dir() and (p / "config.json").is_file():
             value = {"hf": value}
+        elif not p.exists() and not p.suffix and "/" not in value and os.sep not in value:
+            # a bare word is meant as a zoo name, not as a file that is missing
+            raise ConfigError(f"{where}: unknown zoo model {value!r}; known: {model_names()}, or give an artifact "
+                              "path, {import_path: 'pkg.module:factory'} or {hf: FOLDER}")
         else:
             value = {"artifact": value}
     return _section(cls, value, where)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from ..core.config import Config, register_config
+from ..core.config import Config, bounded, register_config
 from ..core.errors import ConfigError
 
 
@@ -15,20 +15,20 @@ class TrainConfig(Config):
     batch_size: int = 128
     lr: float = 1e-3
     optimizer: Literal["sgd", "adam", "adamw"] = "adam"
-    momentum: float = 0.9
+    momentum: float = bounded(0.9, ge=0.0)
     nesterov: bool = False
-    weight_decay: float = 0.0
+    weight_decay: float = bounded(0.0, ge=0.0)
     scheduler: Literal["none", "cosine", "step", "onecycle"] = "cosine"
-    step_size: int = 10  # epochs, for scheduler="step"
-    gamma: float = 0.1
-    warmup_steps: int = 0
+    step_size: int = bounded(10, ge=1)  # epochs, for scheduler="step"
+    gamma: float = bounded(0.1, gt=0.0)
+    warmup_steps: int = bounded(0, ge=0)
     label_smoothing: float = 0.0
     shift: int = 0  # random translation of each input by up to this many pixels per axis (0 = off)
-    grad_clip: float | None = None
+    grad_clip: float | None = bounded(None, gt=0.0)
     seed: int = 0
     max_steps_per_epoch: int | None = None  # cap, for quick runs and tests
     checkpoint_every_steps: int | None = None  # mid-epoch checkpoints (epoch ends always checkpoint)
-    eval_every: int = 1  # epochs between evaluations on eval_data (0 = never)
+    eval_every: int = bounded(1, ge=0)  # epochs between evaluations on eval_data (0 = never)
     amp: Literal["none", "bf16", "fp16"] = "none"  # autocast mixed precision
 
     def validate(self) -> None:

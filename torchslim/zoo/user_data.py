@@ -229,7 +229,10 @@ def parse_data_spec(spec: "str | Mapping | DataSource") -> DataSource:
     unknown = sorted(set(raw) - set(_DEFAULTS))
     if unknown:
         raise DataError(f"{path}: unknown option(s) {unknown}; allowed: {sorted(_DEFAULTS)}")
-    opts = {k: _option(k, v) for k, v in raw.items() if v is not None}
+    try:
+        opts = {k: _option(k, v) for k, v in raw.items() if v is not None}
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
     kind = opts.get("kind") or _detect_kind(path)
     wrong = sorted(set(opts) - set(_COMMON) - set(_OPTIONS_OF[kind]))
     if wrong:
@@ -580,37 +583,71 @@ _DATA_FIX = "reshape the data (images: size=HxW, mode=L|RGB) or build the model 
 
 
 @torch.no_grad()
+def _failing_layer(model):
+    """Hooks recording which submodule is running: ``(handles, stack)``;
+    after a failed forward the top of ``stack`` is the layer that raised."""
+    stack: list[tuple[str, str]] = []
+    handles = []
+    if not isinstance(model, torch.nn.Module):
+        return handles, stack
+
+    def enter(name):
+        def hook(mod, args) -> None:  # returns None: the inputs are left as they are
+            stack.append((name, type(mod).__name__))
+        return hook
+
+    def leave(mod, args, out) -> None:  # returns None: the output is left as it is
+        if stack:
+            stack.pop()
+
+    for name, m in model.named_modules():
+        if not name:
+            continue
+        try:
+            handles.append(m.register_forward_pre_hook(enter(name)))
+            handles.append(m.register_forward_hook(leave))
+        except RuntimeError:  # e.g. a scripted module
+            continue
+    return handles, stack
+
+
 def check_inputs_fit(model, inputs: tuple, *, where: str, fix: str = _DATA_FIX, error: type = DataError):
     """Run ``model`` on ``inputs`` (a batch) and return its output; if it
     fails, raise ``error`` naming ``where``, the given shape per example,
-    the shape the model takes, and ``fix``."""
+    the layer that failed, the shape the model takes, and ``fix``."""
     was = getattr(model, "training", False)
     if isinstance(model, torch.nn.Module):
         model.eval()
+    handles, stack = _failing_layer(model)
     try:
-        return model(*inputs)
+        with torch.no_grad():
+            return model(*inputs)
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         shape = "x".join(map(str, inputs[0].shape[1:])) or "scalars"
-        raise error(f"{where}: inputs of shape {shape} per example do not fit the model ({type(e).__name__}: "
+        layer = f"layer {stack[-1][0]!r} ({stack[-1][1]}): " if stack else ""
+        raise error(f"{where}: inputs of shape {shape} per example do not fit the model ({layer}{type(e).__name__}: "
                     f"{msg}); it takes {_expected(model)}: {fix}") from None
     finally:
+        for h in handles:
+            h.remove()
         if was:
             model.train()
 
 
-def check_data_fits(model, data, *, where: str | None = None, num_classes: int | None = None) -> None:
+def check_data_fits(model, data, *, where: str | None = None, num_classes: int | None = None,
+                    fix: str | None = None) -> None:
     """Run ``model`` on the first two examples of ``data`` before anything
     long: a DataError names the data and says what to change when the inputs
     do not fit the model, or the labels exceed its outputs (those of ``data``
     and, if given, ``num_classes``: the classes of the whole data set, both
-    splits)."""
+    splits). ``fix`` replaces the generic advice on a shape mismatch."""
     name = where or getattr(data, "name", "") or "data"
     if len(data) == 0:
         raise DataError(f"{name}: holds no examples; add data")
     n = min(2, len(data))
     inputs = data.inputs(0, n) if isinstance(data, TextDataset) else (data.x[:n],)
-    out = check_inputs_fit(model, inputs, where=name)
+    out = check_inputs_fit(model, inputs, where=name, fix=fix or _DATA_FIX)
     logits = getattr(out, "logits", out)
     if isinstance(data, TextDataset) or not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         return
