@@ -145,7 +145,7 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
     from tqdm.auto import tqdm
 
     from ..artifact import load, save
-    from ..artifact.format import atomic_write_bytes
+    from ..artifact.format import atomic_write_bytes, remove_stale_temp_files
     from ..zoo import example_inputs
     from .measure import measure_model
 
@@ -153,6 +153,10 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stages_dir = out / "stages"
+    # what a run killed inside an atomic write left (the run folder itself may hold anything else: not recursive)
+    remove_stale_temp_files(out, recursive=False)
+    for sub in (stages_dir, out / TEACHER_DIR):
+        remove_stale_temp_files(sub)
     if not resume:
         _clean_stale(stages_dir, set())
         for f in ("baseline.json", BASELINE_ARTIFACT):
@@ -221,7 +225,7 @@ def run_recipe(recipe_or_path, out_dir, *, overrides=None, resume: bool = True, 
     for st in recipe.stages[nxt:]:
         sdir = stages_dir / st.folder
         sdir.mkdir(parents=True, exist_ok=True)
-        (sdir / "fingerprint.txt").write_text(fps[st.index])
+        atomic_write_bytes(sdir / "fingerprint.txt", fps[st.index].encode())
         bar.set_postfix_str(f"{st.name} ({st.kind})")
         _say(f"stage {st.index + 1}/{len(recipe.stages)}: {st.name} ({st.kind})", progress)
         ctx.stage_out = sdir
@@ -307,6 +311,7 @@ def _trained_teacher(recipe: Recipe, out: Path, ctx, progress: bool, test):
     the teacher spec, data or seed change), then reused by every stage."""
     from ..analysis.evaluate import evaluate
     from ..artifact import load, save
+    from ..artifact.format import atomic_write_bytes
     from ..train import fit
 
     tdir = out / TEACHER_DIR
@@ -319,7 +324,7 @@ def _trained_teacher(recipe: Recipe, out: Path, ctx, progress: bool, test):
     if tdir.is_dir() and not (fp_file.is_file() and fp_file.read_text().strip() == fp):
         shutil.rmtree(tdir)  # another teacher's leftovers
     tdir.mkdir(parents=True, exist_ok=True)
-    fp_file.write_text(fp)
+    atomic_write_bytes(fp_file, fp.encode())
     if ctx is None or ctx.train_data is None:
         raise ConfigError("teacher.train: training the teacher needs the recipe's training data")
     spec = recipe.teacher

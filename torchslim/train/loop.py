@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..analysis.evaluate import as_logits, evaluate
-from ..artifact.format import atomic_write_bytes
+from ..artifact.format import atomic_write_bytes, remove_stale_temp_files
 from ..core.errors import ConfigError, DataError
 from ..zoo.data import Loader
 from . import distributed
@@ -118,6 +118,9 @@ def fit(model: nn.Module, train_data, config: TrainConfig | None = None, *, eval
 
     ckpt_path = Path(out_dir) / "checkpoints" / CHECKPOINT if out_dir is not None else None
     resumed = None
+    epoch_loss = [0.0, 0]  # this epoch's summed loss and batches so far (checkpointed: a mid-epoch resume continues it)
+    if ckpt_path is not None and rank == 0:
+        remove_stale_temp_files(ckpt_path.parent, recursive=False)  # a checkpoint write a kill interrupted
     if ckpt_path is not None and resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         # fields added in a later version are missing from older checkpoints: they had the default
@@ -134,6 +137,8 @@ def fit(model: nn.Module, train_data, config: TrainConfig | None = None, *, eval
             cb.load_state_dict(cb_state)
         state.epoch, state.batch_in_epoch, state.global_step = ck["epoch"], ck["batch_in_epoch"], ck["global_step"]
         state.history = json.loads(ck["history"])
+        if state.batch_in_epoch and "epoch_loss" in ck:  # older checkpoints: the epoch's loss restarts at the resume
+            epoch_loss = list(json.loads(ck["epoch_loss"]))
         resumed = {"epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch, "global_step": state.global_step}
 
     def save_checkpoint() -> None:
@@ -144,6 +149,7 @@ def fit(model: nn.Module, train_data, config: TrainConfig | None = None, *, eval
             "callbacks": [cb.state_dict() for cb in callbacks],
             "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch, "global_step": state.global_step,
             "config": json.dumps(cfg.to_dict()), "history": json.dumps(state.history),
+            "epoch_loss": json.dumps(epoch_loss),
         }
         atomic_write_bytes(ckpt_path, _ckpt_bytes(obj))
 
@@ -162,7 +168,8 @@ def fit(model: nn.Module, train_data, config: TrainConfig | None = None, *, eval
         for cb in callbacks:
             cb.on_epoch_start(state)
         skip = state.batch_in_epoch
-        loss_sum, loss_n = 0.0, 0
+        if not skip:
+            epoch_loss[:] = [0.0, 0]
         bar = tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
                    disable=not show, leave=False, dynamic_ncols=True)
         ep_t0 = time.perf_counter()
@@ -203,8 +210,8 @@ def fit(model: nn.Module, train_data, config: TrainConfig | None = None, *, eval
             state.global_step += 1
             state.batch_in_epoch = i + 1
             state.last_loss = float(loss.detach())
-            loss_sum += state.last_loss
-            loss_n += 1
+            epoch_loss[0] += state.last_loss
+            epoch_loss[1] += 1
             for cb in callbacks:
                 cb.on_batch_end(state)
             bar.update(1)
@@ -212,7 +219,8 @@ def fit(model: nn.Module, train_data, config: TrainConfig | None = None, *, eval
             if cfg.checkpoint_every_steps and state.global_step % cfg.checkpoint_every_steps == 0:
                 save_checkpoint()
         bar.close()
-        metrics = {"epoch": state.epoch + 1, "train_loss": distributed.all_reduce_mean(loss_sum / max(1, loss_n)),
+        train_loss = distributed.all_reduce_mean(epoch_loss[0] / max(1, epoch_loss[1]))
+        metrics = {"epoch": state.epoch + 1, "train_loss": train_loss,
                    "seconds": time.perf_counter() - ep_t0, "lr": opt.param_groups[0]["lr"]}
         if eval_data is not None and cfg.eval_every and (state.epoch + 1) % cfg.eval_every == 0:
             m = evaluate(model, eval_data)
