@@ -27,6 +27,7 @@ demo: $(STAMP)
 	$(BIN)/torchslim eval $(DEMO_OUT) --dataset mnist
 
 test: $(STAMP)
+	$(BIN)/ruff check torchslim tests benchmarks
 	$(BIN)/python -m pytest -q tests
 
 # benchmark-only peers (torch-pruning asks for any torch; --no-deps keeps ours)

@@ -26,7 +26,7 @@ import torch
 
 from benchmarks.common import Timer, write_result
 from torchslim.analysis.evaluate import evaluate
-from torchslim.distill import (AttentionTransferConfig, DistillConfig, HintConfig, LayerMapConfig, distill,
+from torchslim.distill import (AttentionTransferConfig, DistillConfig, HintConfig, distill,
                                init_from_teacher_layers)
 from torchslim.train import TrainConfig, fit
 from torchslim.zoo import ArrayDataset, build_model, load_dataset

@@ -17,7 +17,6 @@ fp32, and vs torch fp32) comes from alternating pairs in one process, batch
 from __future__ import annotations
 
 import copy
-import os
 import tempfile
 from pathlib import Path
 

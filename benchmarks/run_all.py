@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         try:
             importlib.import_module(f"benchmarks.bench_{name}").main()
-        except Exception as e:  # keep going; report at the end
+        except Exception:  # keep going; report at the end
             import traceback
 
             traceback.print_exc()

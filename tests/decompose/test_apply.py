@@ -1,5 +1,4 @@
 """decompose(): layer selection, skipping, configs, artifact round trip, fine-tuning, CLI."""
-import copy
 
 import pytest
 import torch

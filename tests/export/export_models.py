@@ -1,5 +1,4 @@
 """Small models for the export tests (importable, so artifacts/exports can name them)."""
-import torch
 import torch.nn as nn
 
 

@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import onnx
-import pytest
 import torch
 import torch.nn.functional as F
 

@@ -1,10 +1,9 @@
 import json
 
-import onnx
 import pytest
 import torch
 
-from torchslim.core import Context, apply, apply_stage, config_class
+from torchslim.core import Context, apply_stage, config_class
 from torchslim.core.errors import ConfigError
 from torchslim.export import ExportOnnxConfig, OrtModel, to_onnx
 

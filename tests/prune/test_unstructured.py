@@ -1,7 +1,6 @@
 """Unstructured pruning: masks against torch.nn.utils.prune (the oracle),
 importance criteria against plain references, reversible masks, zero
 gradients during fine-tuning, sparse artifacts."""
-import copy
 
 import pytest
 import torch

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from torchslim.core import ConfigError, Context, Scope, apply, apply_stage, config_class
+from torchslim.core import ConfigError, Context, apply, apply_stage, config_class
 from torchslim.prune import check_nm, is_masked, sparsity_report
 from torchslim.train import TrainConfig
 

@@ -5,7 +5,6 @@ format version and a SHA-256 checksum of everything else. No pickle.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib
 import json

@@ -10,7 +10,6 @@ such as a transformer attention's head count). Extend it for custom layers with
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 import torch.nn as nn

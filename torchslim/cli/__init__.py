@@ -24,6 +24,7 @@ COMMANDS = [
     "bench",
     "prune-structured",
     "encode",
+    "auto",
 ]
 
 

@@ -1,7 +1,6 @@
 """torchslim decompose MODEL --method svd|tucker|cp|separable --keep F --out PATH [--dataset D --finetune-epochs N]"""
 from __future__ import annotations
 
-from pathlib import Path
 
 
 def add_parser(sub):

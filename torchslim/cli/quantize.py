@@ -5,7 +5,6 @@ reads, and prints test accuracy before and after. Calibration data is a
 holdout of the train split (never the test split)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 METHODS = ["ptq", "qat", "dynamic", "weight-only", "mixed", "kmeans", "half"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 
-import torch
 import torch.nn as nn
 
 from ..artifact.specs import set_submodule

@@ -340,7 +340,7 @@ def _where_op(g, node, args):  # where(cond, a, b)
 
 
 def _masked_fill(g, node, args):
-    x, mask = args[0], args[1] if len(args) > 1 else None
+    x = args[0]
     if not isinstance(x, Annot):
         return None
     ms = _shape(node.args[1]) if isinstance(node.args[1], fx.Node) else None
@@ -458,7 +458,7 @@ def _conv(g, node, args):
     x, w = args[0], args[1]
     b = args[2] if len(args) > 2 else None
     groups = _arg(node, 6, "groups", 1) if _op(node) == "conv2d" or _op(node) == "conv1d" else _arg(node, 8, "groups", 1)
-    xs, ws = _shape(node.args[0]), _shape(node.args[1])
+    xs = _shape(node.args[0])
     out_size = _shape(node)[1]
     if not isinstance(w, PRef):
         if isinstance(x, Annot):

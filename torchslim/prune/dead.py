@@ -32,7 +32,6 @@ float rounding of the folded sums.
 from __future__ import annotations
 
 import logging
-import operator
 
 import torch
 import torch.nn as nn

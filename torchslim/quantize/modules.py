@@ -13,7 +13,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..artifact.specs import conv_spec, register_module_spec, set_submodule
-from ..core.scope import Scope
 from .fakequant import FakeQuantize
 
 __all__ = ["QuantLinear", "QuantConv1d", "QuantConv2d", "QUANT_TYPES", "to_quant", "quant_layers", "strip_quant",

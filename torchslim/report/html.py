@@ -23,6 +23,11 @@ def _cell(v) -> str:
     return f"<td{cls}>{html.escape(fmt(v))}</td>"
 
 
+def table_html(title: str, cols: list, rows: list) -> str:
+    """A captioned HTML table (numbers formatted as everywhere)."""
+    return _table(title, cols, rows)
+
+
 def _table(title: str, cols: list, rows: list) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
     body = "".join("<tr>" + "".join(_cell(v) for v in r) + "</tr>" for r in rows)
@@ -30,10 +35,20 @@ def _table(title: str, cols: list, rows: list) -> str:
     return f'<div class="wide"><table><caption>{html.escape(title)}</caption><tr>{head}</tr>{body}</table></div>'
 
 
+def img_html(png: bytes | None, alt: str) -> str:
+    """An embedded PNG (data URI) with its alt text."""
+    return _img(png, alt)
+
+
 def _img(png: bytes | None, alt: str) -> str:
     if not png:
         return ""
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def page_html(title: str, body: str) -> str:
+    """A self-contained page (the report's CSS)."""
+    return _page(title, body)
 
 
 def _page(title: str, body: str) -> str:

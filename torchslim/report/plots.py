@@ -7,6 +7,11 @@ import io
 __all__ = ["plot_tradeoff", "plot_layers", "plot_histograms", "plot_sensitivity", "run_points"]
 
 
+def pyplot():
+    """matplotlib.pyplot with the Agg backend (no display)."""
+    return _plt()
+
+
 def _plt():
     import matplotlib
 
@@ -14,6 +19,11 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def png_bytes(fig) -> bytes:
+    """A figure as PNG bytes (closed after)."""
+    return _png(fig)
 
 
 def _png(fig) -> bytes:
@@ -31,8 +41,10 @@ def run_points(report: dict) -> list[dict]:
             pts.append({"label": f"{s['index']}:{s['name']}", "metrics": s["metrics"]})
     pts.append({"label": "final", "metrics": report["final"]})
     merged: list[dict] = []  # a stage that changed nothing measurable shares its point with the one before
+    def key(m):
+        return (m.get("size_bytes"), m.get("accuracy"))
+
     for p in pts:
-        key = lambda m: (m.get("size_bytes"), m.get("accuracy"))
         if merged and key(merged[-1]["metrics"]) == key(p["metrics"]):
             merged[-1] = {"label": f"{merged[-1]['label']} = {p['label']}", "metrics": merged[-1]["metrics"]}
         else:

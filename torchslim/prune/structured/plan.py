@@ -37,7 +37,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ...core.errors import ConfigError, ModelError
+from ...core.errors import ModelError
 from ...core.scope import Scope
 from ...graph.deps import DependencyGraph, Group, build_dependency_graph
 from ...graph.surgery import prune_groups
