@@ -305,3 +305,26 @@ def test_html_section_holds_the_plots_and_tables(tmp_path):
     enc = _Encoder()
     text = render_robustness_section(compare(enc, enc, _tokens(10, 12), severities=(1,)))
     assert 'alt="accuracy vs severity per corruption"' in text and "token corruption" in text
+
+
+def test_cli_eval_robustness_compares_with_the_reference(tmp_path, capsys):
+    import json
+
+    import torchslim
+    from torchslim.cli import main
+    from torchslim.zoo import build_model
+
+    torch.manual_seed(0)
+    dense = build_model("lenet300", dataset="digits")
+    torchslim.save(dense, tmp_path / "dense.safetensors")
+    torchslim.save(dense, tmp_path / "same.safetensors")
+    assert main(["eval", str(tmp_path / "same.safetensors"), "--dataset", "digits", "--robustness", "--reference",
+                 str(tmp_path / "dense.safetensors"), "--limit", "60", "--json", "--html",
+                 str(tmp_path / "rob.html")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["clean"]["agreement"] == 1.0 and out["clean"]["original"] == out["clean"]["compressed"]
+    assert all(r["drop"] == 0.0 for r in out["per_class"]) and set(out["calibration"]) == {"original", "compressed"}
+    assert out["corruptions"] and "restore" in out["sensitivity"]
+    assert (tmp_path / "rob.html").read_text().count("<img") >= 3
+    assert main(["eval", str(tmp_path / "same.safetensors"), "--dataset", "digits", "--robustness"]) == 2
+    assert "--reference" in capsys.readouterr().err

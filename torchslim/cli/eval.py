@@ -20,7 +20,34 @@ def add_parser(sub):
                    help="with a .txt of sentences: the original model to compare embeddings with")
     p.add_argument("--json", action="store_true")
     p.add_argument("--confusion", action="store_true", help="also print the confusion matrix")
+    p.add_argument("--robustness", action="store_true",
+                   help="compare with --reference (the original) under corruptions at several severities: accuracy, "
+                        "top-1 agreement, calibration error, per-class drop, per-layer sensitivity")
+    p.add_argument("--limit", type=POSITIVE_INT, default=None, help="with --robustness: the first N examples only")
+    p.add_argument("--html", default=None, metavar="FILE", help="with --robustness: also write the section with plots")
     return p
+
+
+def _robustness(args, model, data) -> int:
+    from ..analysis.robustness import compare
+    from ..core.errors import ConfigError
+    from ..prune.sensitivity import sensitivity_scan
+    from ..report.robustness import robustness_tables, write_robustness_html
+    from .common import check_fits, load_model, print_json, print_table
+
+    if args.reference is None:
+        raise ConfigError("--robustness compares two models: give --reference ORIGINAL (the uncompressed model)")
+    reference = load_model(args.reference, dataset=args.dataset)
+    check_fits(reference, data, dataset=args.dataset)
+    result = compare(reference, model, data, batch_size=args.batch_size, limit=args.limit, scan_fn=sensitivity_scan)
+    if args.html:
+        write_robustness_html(result, args.html, title=f"torchslim: robustness of {args.model}")
+    if args.json:
+        print_json(result)
+        return 0
+    for title, cols, rows in robustness_tables(result):
+        print_table(title, cols, rows)
+    return 0
 
 
 def _fidelity(args) -> int:
@@ -60,6 +87,8 @@ def run(args) -> int:
     model = load_model(args.model, dataset=args.dataset)
     data = load_dataset(args.dataset, args.split)
     check_fits(model, data, dataset=args.dataset)  # names the expected and the given shapes
+    if args.robustness:
+        return _robustness(args, model, data)
     m = evaluate(model, data, batch_size=args.batch_size)
     m = {"model": args.model, "dataset": args.dataset, "split": args.split, **m}
     if args.json:
