@@ -104,6 +104,10 @@ CASES = [
     C("train-labels-out-of-range", f"train {ART} --dataset {{ws}}/labels_oob.npz --out {OUTD}", "labels_oob.npz",
       "labels go up to 14", "10 outputs", "relabel"),
     # ---------------------------------------------------------------- eval: artifacts
+    C("auto-budget-not-a-number", "auto lenet300 --dataset digits --budget max_drop=x --out {ws}/auto1",
+      "budget", "max_drop=x", "not a number"),
+    C("auto-unknown-dataset", "auto lenet300 --dataset nosuch --out {ws}/auto2", "nosuch", "known"),
+    C("auto-zero-trials", "auto lenet300 --dataset digits --trials 0 --out {ws}/auto3", "n_trials", "positive"),
     C("eval-missing-artifact", "eval {ws}/missing.safetensors --dataset digits", "missing.safetensors",
       "no such artifact", "check the path"),
     C("eval-truncated-artifact", "eval {ws}/trunc.safetensors --dataset digits", "trunc.safetensors",
