@@ -23,7 +23,7 @@ def test_threshold_pruner_stops_trials_below_the_bound(tmp_path, digits_model, d
     main = optuna.load_study(study_name="auto", storage=storage).get_trials()
     hold = {t.number: t for t in optuna.load_study(study_name="auto.holdout", storage=storage).get_trials()}
     for t in main:
-        assert t.user_attrs["pruned_by"].startswith("holdout accuracy") and "epoch 1" in t.user_attrs["pruned_by"]
+        assert t.user_attrs["pruned_by"].startswith("holdout accuracy") and "epoch 1 (report 1)" in t.user_attrs["pruned_by"]
         h = hold[t.user_attrs["holdout_trial"]]
         assert h.state.name == "PRUNED" and list(h.intermediate_values) == [0]
         assert h.intermediate_values[0] < 99.9
@@ -32,11 +32,11 @@ def test_threshold_pruner_stops_trials_below_the_bound(tmp_path, digits_model, d
 
 def test_reports_start_at_the_given_epoch():
     seen = []
-    with reporting(seen.append):
+    with reporting(lambda acc, epoch: seen.append((acc, epoch))):
         (cb,) = epoch_callbacks(start=3)
     state = TrainState(model=None, optimizer=None, config=None)
     for epoch in range(5):
         state.epoch = epoch
         cb.on_epoch_end(state, {"eval_accuracy": epoch / 10})
-    assert seen == [0.2, 0.3, 0.4]
+    assert seen == [(0.2, 3), (0.3, 4), (0.4, 5)]
     assert epoch_callbacks() == []  # no search listening: plain training

@@ -92,3 +92,21 @@ def test_cli_errors_name_the_token(capsys, digits_model, digits_data, tmp_path):
     assert code == 2 and "'speedup<=1.8'" in capsys.readouterr().err
     code = main([str(digits_model), "--dataset", digits_data, "--out", str(tmp_path / "x"), "space.nope=1"])
     assert code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_strategy_proposals(resnet_info):
+    from torchslim.auto.amc import Episode
+    from torchslim.auto.strategies import amc_proposals, greedy_proposals, uniform_seeds
+
+    space = SearchSpace(greedy={"speedup": [1.5, 2.5]}).for_goal(wants_latency=True, wants_bytes=False)
+    knobs = resolve(space, resnet_info, strategy="greedy")
+    props = greedy_proposals(knobs, 5)
+    assert [p["greedy.speedup"] for p in props] == [1.5, 1.75, 2.0, 2.25, 2.5]
+    assert all(p["epochs"] == 3 and p["blocks"] == 0 for p in props)  # the rest at the knobs' defaults
+    knobs = resolve(space, resnet_info, strategy="tpe")
+    groups = [k.name[5:] for k in knobs if k.name.startswith("keep.")]
+    eps = [Episode([0.5] * len(groups), 0.9, 0.5), Episode([0.501] * len(groups), 0.89, 0.5),
+           Episode([0.2] * len(groups), 0.8, 0.7), Episode([0.9] * len(groups), 0.7, 0.3)]
+    props = amc_proposals(knobs, eps, groups, 2, prefix="keep.", to_value=lambda a: 1 - a)
+    assert [p[f"keep.{groups[0]}"] for p in props] == [0.5, 0.8]  # distinct episodes, best first
+    assert uniform_seeds(knobs, [0.1])[0][f"keep.{groups[0]}"] == 0.25  # clipped to the range

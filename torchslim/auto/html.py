@@ -1,20 +1,12 @@
-"""``DIR/report.html`` of a search: one self-contained page (inline CSS, the
-front plot as a PNG data URI, no scripts) with the baseline, the front (each
+"""``DIR/report.html`` of a search: one self-contained page (the run
+report's CSS, the front plot as a PNG data URI, no scripts) with the baseline, the front (each
 point linked to its own trial report, relative links inside ``DIR``), every
 trial and how to open the study in optuna-dashboard."""
 from __future__ import annotations
 
-import base64
 import html
 
 __all__ = ["render_front_html", "front_section"]
-
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:0.6em 0 1.4em}th,td{border:1px solid #ccc;padding:3px 8px;font-size:13px}
-th{background:#f1f1f1}td.n{text-align:right;font-variant-numeric:tabular-nums}caption{text-align:left;font-weight:600;
-margin-bottom:4px}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}code{background:#f7f7f7;padding:1px 4px}
-.note{color:#666;font-size:13px}"""
-
 
 def _fmt(v) -> str:
     if v is None:
@@ -56,9 +48,9 @@ def front_section(front: dict, *, link_prefix: str = "") -> str:
 
     objectives = front.get("objectives") or []
     parts = []
-    png = plot_front(front)
-    if png:
-        parts.append(f'<img alt="Pareto front" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+    from ..report.html import img_html
+
+    parts.append(img_html(plot_front(front), "Pareto front"))
     rows = []
     for p in front.get("front", []):
         m = p.get("metrics") or {}
@@ -109,5 +101,6 @@ def render_front_html(front: dict) -> str:
     parts.append("<h2>trials</h2>" + _table("every trial", ["trial", "state", "strategy", *objectives,
                                                              "within budget", "speedup", "seconds", "note"],
                                              rows, raw={0}))
-    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    from ..report.html import page_html
+
+    return page_html(title, "".join(parts))

@@ -15,14 +15,14 @@ from ..train.callbacks import Callback, TrainState
 
 __all__ = ["reporting", "EpochReport"]
 
-_LISTENER: contextvars.ContextVar[Callable[[float], None] | None] = contextvars.ContextVar(
+_LISTENER: contextvars.ContextVar[Callable[[float, int], None] | None] = contextvars.ContextVar(
     "torchslim_auto_listener", default=None)
 
 
 @contextlib.contextmanager
-def reporting(listener: Callable[[float], None] | None) -> Iterator[None]:
+def reporting(listener: Callable[[float, int], None] | None) -> Iterator[None]:
     """Within the block, every ``auto.*`` fine-tune epoch calls
-    ``listener(holdout_accuracy)``."""
+    ``listener(holdout_accuracy, epoch)`` (epoch 1-based, of that fine-tune)."""
     token = _LISTENER.set(listener)
     try:
         yield
@@ -36,13 +36,13 @@ class EpochReport(Callback):
     on: a gradual-pruning stage reports only once its model has its final
     sparsity, so trials are compared on models they will actually ship."""
 
-    def __init__(self, listener: Callable[[float], None], *, start: int = 1):
+    def __init__(self, listener: Callable[[float, int], None], *, start: int = 1):
         self.listener, self.start = listener, start
 
     def on_epoch_end(self, state: TrainState, metrics: dict) -> None:
         acc = metrics.get("eval_accuracy")
         if acc is not None and state.epoch + 1 >= self.start:
-            self.listener(float(acc))
+            self.listener(float(acc), state.epoch + 1)
 
 
 def epoch_callbacks(*, start: int = 1) -> list[Callback]:

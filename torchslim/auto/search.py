@@ -447,11 +447,12 @@ def _run_recipe(setup: Setup, holdout, trial, recipe: dict, folder: Path) -> dic
     step = [0]
     warm = setup.cfg.prune_warmup
 
-    def listener(acc: float) -> None:
+    def listener(acc: float, epoch: int) -> None:
         ht.report(100.0 * acc, step[0])
         step[0] += 1
         if step[0] >= warm and ht.should_prune():
-            raise optuna.TrialPruned(f"holdout accuracy {100 * acc:.2f}% after fine-tune epoch {step[0]}")
+            raise optuna.TrialPruned(f"holdout accuracy {100 * acc:.2f}% after fine-tune epoch {epoch} "
+                                     f"(report {step[0]})")
 
     try:
         with reporting(listener):
