@@ -6,22 +6,18 @@ from __future__ import annotations
 
 import html
 
+from ..report.format import fmt
+
 __all__ = ["render_front_html", "front_section"]
 
+
 def _fmt(v) -> str:
-    if v is None:
-        return "-"
+    """The report's number format, plus yes/no for flags and key: value lists."""
     if isinstance(v, bool):
         return "yes" if v else "no"
-    if isinstance(v, float):
-        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
-            return f"{v:.3g}"
-        return f"{v:.4f}" if abs(v) < 10 else f"{v:,.1f}"
-    if isinstance(v, int):
-        return f"{v:,}"
     if isinstance(v, dict):
         return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
-    return str(v)
+    return fmt(v)
 
 
 def _table(title: str, cols: list[str], rows: list[list], raw: set[int] = frozenset()) -> str:
