@@ -54,3 +54,20 @@ def test_sentence_encoder_recipe_reports_fidelity(encoder_dir, tmp_path):
 def test_training_on_sentences_is_a_clear_error(encoder_dir, tmp_path):
     with pytest.raises(DataError, match="training on sentences"):
         run_recipe(_recipe(encoder_dir, [{"name": "t", "kind": "train", "epochs": 1}]), tmp_path, progress=False)
+
+
+def test_measure_robustness_puts_the_comparison_in_the_report(tmp_path):
+    from torchslim.core.errors import ConfigError
+    from torchslim.recipe import load_recipe
+
+    recipe = {"name": "rob", "model": {"zoo": "lenet300", "kwargs": {"hidden": [32, 16]}},
+              "data": {"dataset": "digits", "holdout": 100},
+              "measure": {"latency": False, "robustness": True, "robustness_limit": 60,
+                          "robustness_severities": [2]},
+              "stages": [{"name": "prune", "kind": "prune.unstructured", "sparsity": 0.5}]}
+    rep = run_recipe(recipe, tmp_path, progress=False)
+    rob = rep["robustness"]
+    assert rob["n"] == 60 and rob["severities"] == [2] and 0.0 <= rob["clean"]["agreement"] <= 1.0
+    assert "robustness: final vs baseline" in (tmp_path / "report.html").read_text()
+    with pytest.raises(ConfigError, match="robustness_limit"):
+        load_recipe({**recipe, "measure": {"robustness": True, "robustness_limit": 0}})

@@ -422,6 +422,15 @@ def _finish(recipe: Recipe, out: Path, model, ctx, baseline_rec: dict, records: 
     report = build_report(recipe=recipe, baseline=baseline, baseline_layers=baseline_rec.get("layers"),
                           final=final, final_layers=final_layers, artifact=_rel(final_path, out),
                           stages=records, paired_latency=paired)
+    if recipe.measure.robustness:
+        from ..analysis.robustness import compare
+
+        _say("measuring robustness of the final model against the baseline", progress)
+        report["robustness"] = compare(load(out / BASELINE_ARTIFACT), final_model, test, seed=recipe.data.seed,
+                                       severities=recipe.measure.robustness_severities,
+                                       batch_size=recipe.measure.eval_batch_size,
+                                       limit=recipe.measure.robustness_limit, sensitivity="restore",
+                                       sensitivity_data=ctx.calib_data)
     teacher = _read_json(out / TEACHER_DIR / "teacher.json")
     if teacher is not None and getattr(recipe.teacher, "train", None) is not None \
             and teacher.get("fingerprint") == _teacher_fingerprint(recipe):

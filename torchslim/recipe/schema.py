@@ -143,11 +143,19 @@ class MeasureSpec(Config):
     repeats: int = 50
     warmup: int = 10
     eval_batch_size: int = 1000
+    robustness: bool = False  # compare final with baseline under corruptions (report["robustness"], report.html)
+    robustness_severities: tuple[float, ...] = (1, 2, 3, 4, 5)
+    robustness_limit: int | None = None  # first N test examples only (None: all)
 
     def validate(self) -> None:
         for f in ("latency_batch", "threads", "repeats", "eval_batch_size"):
             if getattr(self, f) <= 0:
                 raise ConfigError(f"measure.{f} must be positive, got {getattr(self, f)}")
+        if self.robustness_limit is not None and self.robustness_limit <= 0:
+            raise ConfigError(f"measure.robustness_limit must be positive or null, got {self.robustness_limit}")
+        if not self.robustness_severities or any(s < 0 for s in self.robustness_severities):
+            raise ConfigError(f"measure.robustness_severities must be numbers >= 0, e.g. [1, 2, 3, 4, 5], got "
+                              f"{list(self.robustness_severities)}")
         if self.warmup < 0:
             raise ConfigError(f"measure.warmup must be >= 0, got {self.warmup}")
 

@@ -85,6 +85,10 @@ def render_html(report: dict) -> str:
     sens = plots.plot_sensitivity(report)
     if sens:
         parts.append("<h2>sensitivity</h2>" + _img(sens, "sensitivity curves"))
+    if report.get("robustness"):  # recipe option measure.robustness
+        from .robustness import render_robustness_section
+
+        parts.append(render_robustness_section(report["robustness"], title="robustness: final vs baseline"))
     extras = extra_tables(report)
     if extras:
         parts.append("<h2>stage details</h2>" + "".join(_table(*t) for t in extras))
