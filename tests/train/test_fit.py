@@ -82,3 +82,34 @@ def test_diverging_loss_is_reported(digits):
         m.fc1.weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="learning rate"):
         fit(m, tr, TrainConfig(epochs=1), progress=False)
+
+
+def test_resume_with_parameters_registered_in_another_order(tmp_path):
+    """A model pruned in memory and the same model rebuilt from its artifact
+    register weight and bias in different orders; the optimizer state of a
+    checkpoint must line up with either (a kill inside a stage, then resume)."""
+    import torch.nn as nn
+
+    from torchslim.zoo.data import ArrayDataset
+
+    g = torch.Generator().manual_seed(0)
+    data = ArrayDataset(torch.rand(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g))
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, optimizer="adam", max_steps_per_epoch=2)
+
+    def model(reorder: bool):
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+        if reorder:  # bias registered before weight, as after torch.nn.utils.prune.remove
+            for lin in (m[0], m[2]):
+                lin._parameters["weight"] = lin._parameters.pop("weight")
+        return m
+
+    class Kill(Callback):
+        def on_epoch_start(self, state):
+            if state.epoch == 1:
+                raise KeyboardInterrupt("killed after the first epoch")
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model(True), data, cfg, out_dir=tmp_path, callbacks=[Kill()], progress=False)
+    res = fit(model(False), data, cfg, out_dir=tmp_path, progress=False)  # Adam's state lines up by name
+    assert res.resumed_from["epoch"] == 1 and len(res.history) == 2

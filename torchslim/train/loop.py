@@ -110,7 +110,10 @@ def fit(model: nn.Module, train_data, config: TrainConfig | None = None, *, eval
     loader = Loader(train_data, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=False,
                     rank=rank, world_size=world_size)
     steps_per_epoch = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
-    opt = optimizer or make_optimizer(params if params is not None else model.parameters(), cfg)
+    # parameters in name order, not registration order: a model rebuilt from an artifact registers them in
+    # another order than one pruned in memory, and a resumed optimizer state must line up with either
+    own = [p for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0])]
+    opt = optimizer or make_optimizer(params if params is not None else own, cfg)
     base_lrs = [g["lr"] for g in opt.param_groups]
     loss_fn = loss_fn or cross_entropy(cfg.label_smoothing)
     state = TrainState(model=model, optimizer=opt, config=cfg, steps_per_epoch=steps_per_epoch,
