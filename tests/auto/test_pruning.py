@@ -3,6 +3,7 @@ pruner's study, and a trial below the accuracy the budget allows stops there
 (its recipe never finishes); gradual pruning reports only once its model has
 its final sparsity."""
 import optuna
+import pytest
 
 from torchslim.auto import auto
 from torchslim.auto.reporting import epoch_callbacks, reporting
@@ -28,6 +29,8 @@ def test_threshold_pruner_stops_trials_below_the_bound(tmp_path, digits_model, d
         assert h.state.name == "PRUNED" and list(h.intermediate_values) == [0]
         assert h.intermediate_values[0] < 99.9
         assert not (out / t.user_attrs["dir"] / "report.json").exists()  # stopped before its recipe finished
+        # what is known reaches the samplers: the accuracy bound it missed, as a constraint value
+        assert t.constraints["accuracy"] == pytest.approx(99.9 - round(h.intermediate_values[0], 4))
 
 
 def test_reports_start_at_the_given_epoch():

@@ -110,3 +110,21 @@ def test_strategy_proposals(resnet_info):
     props = amc_proposals(knobs, eps, groups, 2, prefix="keep.", to_value=lambda a: 1 - a)
     assert [p[f"keep.{groups[0]}"] for p in props] == [0.5, 0.8]  # distinct episodes, best first
     assert uniform_seeds(knobs, [0.1])[0][f"keep.{groups[0]}"] == 0.25  # clipped to the range
+
+
+def test_density_floors_walk_the_scan():
+    from torchslim.auto.proxies import floors_from_scan
+
+    scan = {"dense": 0.99, "sparsities": [0.5, 0.9, 0.99],
+            "layers": {"a": {"values": [0.98, 0.70, 0.20]},    # crosses 0.49 between 0.9 and 0.99
+                       "b": {"values": [0.40, 0.90, 0.95]},    # below at once (then recovers: ignored)
+                       "c": {"values": [0.99, 0.99, 0.98]}}}   # never: the scan's sparsest point
+    f = floors_from_scan(scan, 50.0)
+    assert f["a"] == pytest.approx(1 - (0.9 + 0.09 * (0.70 - 0.49) / 0.50))
+    assert f["b"] == pytest.approx(1 - 0.5 * (0.99 - 0.49) / (0.99 - 0.40))
+    assert f["c"] == pytest.approx(0.01)
+    space = SearchSpace(unstructured={"enabled": True, "densities": {"fc": [0.2, 0.5]}})
+    info = {"groups": {}, "blocks": [], "layers": {"fc": {"type": "Linear", "params": 10},
+                                                   "c1": {"type": "Conv2d", "params": 10}}}
+    knobs = {k.name: k for k in resolve(space, info, strategy="tpe", density_floors={"c1": 0.3, "fc": 0.9})}
+    assert knobs["density.c1"].low == 0.3 and knobs["density.fc"].low == 0.2  # given ranges are kept

@@ -32,8 +32,11 @@ def make_proposals(setup, *, log: Callable[[str], None] = lambda m: None) -> lis
         layers = [k.name[len("density."):] for k in knobs if k.name.startswith("density.")]
         lo = min(k.low for k in knobs if k.name.startswith("density."))
         top = min(0.99, 1.0 - 2 * lo)
-        targets = [0.9 + (top - 0.9) * i / max(1, cfg.seeds - 1) for i in range(cfg.seeds)] if cfg.seeds > 1 \
-            else [0.9]
+        first = 0.9
+        bound = cfg.constraints.get("bytes")
+        if bound is not None:  # start where the bytes bound is about met: ~8 bits a kept weight, 32 a dense one
+            first = min(top, max(0.5, 1.0 - 4.0 * bound.bound / setup.baseline["fp32_bytes"]))
+        targets = [first + (top - first) * i / max(1, cfg.seeds - 1) for i in range(cfg.seeds)]
         model = setup.load_baseline()
         log(f"sensitivity scan of {len(layers)} layers on the holdout (warm starts at sparsities "
             f"{', '.join(f'{t:.3f}' for t in targets)})")

@@ -170,7 +170,19 @@ def prepare(cfg: AutoConfig, *, source, out: Path, data, train=None, log: Callab
                 if frozen:
                     log(f"not searching {len(frozen)} group(s) whose cuts save no measured time: "
                         f"{', '.join(sorted(frozen))}")
-            knobs = resolve(space, info, strategy=cfg.strategy, frozen_groups=frozen)
+            floors = None
+            u = space.unstructured
+            if cfg.proxies and u.enabled and u.max_oneshot_drop is not None:
+                from .proxies import density_floors
+
+                hold = splits[1].take(min(len(splits[1]), 2000))
+                layers = [n for n in (u.layers or info["layers"]) if n not in u.densities]
+                floors, scan = density_floors(model, hold, layers=layers, max_drop=u.max_oneshot_drop)
+                (out / "proxies").mkdir(parents=True, exist_ok=True)
+                _write_json(out / "proxies" / "sensitivity.json", {"floors": floors, "scan": scan})
+                log("density ranges from the one-shot sensitivity scan: "
+                    + ", ".join(f"{n} >= {f:.3g}" for n, f in floors.items()))
+            knobs = resolve(space, info, strategy=cfg.strategy, frozen_groups=frozen, density_floors=floors)
             if not knobs:
                 raise ConfigError("the search space has no knob for this model (no channel group, layer or setting "
                                   "to search); enable other families in space, or widen their ranges")
@@ -415,6 +427,14 @@ def _run_one(setup: Setup, storage, study, holdout, trial, *, display, log) -> s
         return "COMPLETE"
     except optuna.TrialPruned as e:
         trial.set_user_attr("pruned_by", str(e) or "pruner")
+        acc = getattr(e, "holdout_accuracy", None)
+        if acc is not None:  # the accuracy bounds it already misses (recovery after the last report is small)
+            known = {"holdout_accuracy": acc, "drop_points": 100.0 * (setup.baseline["holdout_accuracy"] - acc)}
+            for c in cfg.constraints.constraints:
+                if c.metric in ("drop", "accuracy"):
+                    trial.set_constraint(c.label, c.violation(known))
+            for label, v in ((trial.user_attrs.get("proxy") or {}).get("violations") or {}).items():
+                trial.set_constraint(label, v)  # bytes and speed measured before the fine-tune
         trial.set_user_attr("seconds", time.time() - t0)
         study.tell(trial, state=TrialState.PRUNED)
         log(f"trial {trial.number}: pruned ({e})")
@@ -451,8 +471,10 @@ def _run_recipe(setup: Setup, holdout, trial, recipe: dict, folder: Path) -> dic
         ht.report(100.0 * acc, step[0])
         step[0] += 1
         if step[0] >= warm and ht.should_prune():
-            raise optuna.TrialPruned(f"holdout accuracy {100 * acc:.2f}% after fine-tune epoch {epoch} "
-                                     f"(report {step[0]})")
+            e = optuna.TrialPruned(f"holdout accuracy {100 * acc:.2f}% after fine-tune epoch {epoch} "
+                                   f"(report {step[0]})")
+            e.holdout_accuracy = acc  # what is known of the trial: the samplers learn from it
+            raise e
 
     try:
         with reporting(listener):

@@ -97,7 +97,12 @@ class UnstructuredSpace(Config):
     on a log scale (``densities`` overrides a layer's range; ``layers``: only
     these), reached by AGP over the fine-tune (``end``: fraction of it spent
     pruning, masks updated every ``frequency`` steps); units nothing reads any
-    more are removed physically (``remove_dead``)."""
+    more are removed physically (``remove_dead``). ``max_oneshot_drop``
+    (points; null: off): a cheap proxy narrows each layer's range from below
+    to the density where pruning that layer alone, in one shot, costs this
+    much holdout accuracy (a sensitivity scan; a layer pruned past that point
+    has not recovered in a short fine-tune); ranges in ``densities`` are kept
+    as given."""
 
     enabled: bool | None = None
     min_density: float = 0.005
@@ -106,6 +111,7 @@ class UnstructuredSpace(Config):
     end: float = 0.6
     frequency: int = 100
     remove_dead: bool = True
+    max_oneshot_drop: float | None = None
 
     def validate(self) -> None:
         if not 0.0 < self.min_density <= 1.0:
@@ -118,6 +124,9 @@ class UnstructuredSpace(Config):
             raise ConfigError(f"UnstructuredSpace.end must be in (0, 1], got {self.end}")
         if self.frequency < 1:
             raise ConfigError(f"UnstructuredSpace.frequency must be >= 1, got {self.frequency}")
+        if self.max_oneshot_drop is not None and not 0 < self.max_oneshot_drop <= 100:
+            raise ConfigError(f"UnstructuredSpace.max_oneshot_drop must be in (0, 100] points or null, "
+                              f"got {self.max_oneshot_drop}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,10 +259,13 @@ def _int(name, lo, hi, default, *, when=None) -> list[Knob]:
     return [] if lo == hi else [Knob(name, "int", int(lo), int(hi), False, None, default, when)]
 
 
-def resolve(space: SearchSpace, info: dict, *, strategy: str, frozen_groups: set[str] = frozenset()) -> list[Knob]:
+def resolve(space: SearchSpace, info: dict, *, strategy: str, frozen_groups: set[str] = frozenset(),
+            density_floors: dict[str, float] | None = None) -> list[Knob]:
     """The flat list of knobs of ``space`` for a model described by ``info``
     (``model_info``: its groups, layers and residual blocks). Groups in
-    ``frozen_groups`` (a proxy found cutting them saves no time) are not searched."""
+    ``frozen_groups`` (a proxy found cutting them saves no time) are not
+    searched; ``density_floors`` (from a sensitivity scan) raise the lower
+    end of the layers' density ranges."""
     knobs: list[Knob] = []
     groups, layers, blocks = info["groups"], info["layers"], info["blocks"]
     s = space.structured
@@ -278,7 +290,7 @@ def resolve(space: SearchSpace, info: dict, *, strategy: str, frozen_groups: set
             raise ConfigError(f"space.unstructured.densities: {key!r} is not a Linear/Conv layer; layers are "
                               f"{sorted(layers)}")
         for name in names:
-            lo, hi = u.densities.get(name, (u.min_density, 1.0))
+            lo, hi = u.densities.get(name, (max(u.min_density, (density_floors or {}).get(name, 0.0)), 1.0))
             knobs += _fl(f"density.{name}", lo, hi, hi, log=True)
     r = space.lowrank
     if r.enabled:
